@@ -1,0 +1,7 @@
+use manna_diesel::Encrypted;
+
+#[derive(Encrypted)]
+#[manna(context = "")]
+pub struct AccessToken(pub String);
+
+fn main() {}

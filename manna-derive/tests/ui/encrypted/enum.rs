@@ -1,0 +1,10 @@
+use manna_diesel::Encrypted;
+
+#[derive(Encrypted)]
+#[manna(context = "users.email")]
+pub enum Email {
+    Work(String),
+    Home(String),
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use manna_diesel::Encrypted;
+
+#[derive(Encrypted)]
+#[manna(context = "users.email")]
+pub struct Email {
+    pub value: String,
+}
+
+fn main() {}
