@@ -81,7 +81,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         None => {
             let dir = tempfile::tempdir()?;
             let path = dir.path().join("quickstart.db");
-            println!("database: SQLite at {} (set DATABASE_URL for PostgreSQL or MySQL)", path.display());
+            println!(
+                "database: SQLite at {} (set DATABASE_URL for PostgreSQL or MySQL)",
+                path.display()
+            );
             let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
             demo!(&mut conn);
         }
@@ -93,7 +96,11 @@ fn main() -> Result<(), Box<dyn Error>> {
                 demo!(&mut conn);
             }
             #[cfg(not(feature = "postgres"))]
-            return Err(format!("DATABASE_URL is PostgreSQL ({}); run with --features manna-diesel/postgres", redact(&url)).into());
+            return Err(format!(
+                "DATABASE_URL is PostgreSQL ({}); run with --features manna-diesel/postgres",
+                redact(&url)
+            )
+            .into());
         }
         Some(url) if url.starts_with("mysql://") => {
             #[cfg(feature = "mysql")]
@@ -103,9 +110,19 @@ fn main() -> Result<(), Box<dyn Error>> {
                 demo!(&mut conn);
             }
             #[cfg(not(feature = "mysql"))]
-            return Err(format!("DATABASE_URL is MySQL ({}); run with --features manna-diesel/mysql", redact(&url)).into());
+            return Err(format!(
+                "DATABASE_URL is MySQL ({}); run with --features manna-diesel/mysql",
+                redact(&url)
+            )
+            .into());
         }
-        Some(url) => return Err(format!("DATABASE_URL {} is not postgres:// or mysql://", redact(&url)).into()),
+        Some(url) => {
+            return Err(format!(
+                "DATABASE_URL {} is not postgres:// or mysql://",
+                redact(&url)
+            )
+            .into())
+        }
     }
     Ok(())
 }
@@ -113,7 +130,9 @@ fn main() -> Result<(), Box<dyn Error>> {
 /// The primary key from the environment, or a throw-away one, plus the
 /// demo legacy Fernet key (and any from MANNA_ENCRYPTION_KEY).
 fn install_keyring() -> Result<(), Box<dyn Error>> {
-    let from_env = std::env::var(manna_crypto::ENV_PRIMARY).ok().filter(|k| !k.trim().is_empty());
+    let from_env = std::env::var(manna_crypto::ENV_PRIMARY)
+        .ok()
+        .filter(|k| !k.trim().is_empty());
     let throwaway = match from_env {
         Some(_) => None,
         None => Some(manna_crypto::generate_aes256_key()?),
