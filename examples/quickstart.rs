@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use manna_crypto::Keyring;
-use manna_diesel::Encrypted;
+use manna_diesel::{retry_on_conflict, Encrypted, RetryPolicy, Versioned};
 
 /// The project's migrations, compiled in.
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
@@ -48,8 +48,8 @@ pub struct AccessToken(pub String);
 #[manna(context = "plaid_items.notes")]
 pub struct Notes(pub String);
 
-/// One row of `plaid_items`.
-#[derive(Queryable, Selectable, Insertable, Debug)]
+/// One row of `plaid_items`: encrypted fields, and a version for optimistic locking.
+#[derive(Queryable, Selectable, Insertable, Identifiable, AsChangeset, Versioned, Clone, Debug)]
 #[diesel(table_name = plaid_items)]
 pub struct PlaidItem {
     /// Primary key.
@@ -206,6 +206,31 @@ macro_rules! demo {
         println!("Rows 1 and 2 were written through Diesel as AES-256-GCM envelopes (manna:v1:...).");
         println!("Row 3 holds a Fernet token the old Python backend wrote; it still reads.");
         println!("Debug never shows a secret: {:?}", read[0].access_token);
+
+        // Optimistic locking: two handles load row 1 and both try to write it.
+        println!();
+        let load = |conn: &mut _| {
+            plaid_items::table.find(1).select(PlaidItem::as_select()).first::<PlaidItem>(conn)
+        };
+        let mut handle_a = load(conn)?;
+        let mut handle_b = load(conn)?;
+        handle_a.update_with_lock(conn, plaid_items::access_token.eq(AccessToken("access-rotated-91c0".into())))?;
+        println!("handle A: rotated the access token      -> ok, version {} -> {}", 1, handle_a.version);
+        match handle_b.update_with_lock(conn, plaid_items::notes.eq(Some(Notes("closed".into())))) {
+            Ok(()) => println!("handle B: unexpectedly succeeded"),
+            Err(e) => println!("handle B: set notes from a stale copy     -> {e}"),
+        }
+        retry_on_conflict(&RetryPolicy::default(), conn, |conn| {
+            let mut fresh = load(conn)?;
+            fresh.update_with_lock(conn, plaid_items::notes.eq(Some(Notes("closed".into()))))
+        })?;
+        let written = load(conn)?;
+        println!(
+            "handle B: retry_on_conflict (reload, reapply) -> ok, version {}; the row keeps both: {} / {}",
+            written.version,
+            written.access_token.0,
+            written.notes.as_ref().map_or("NULL", |n| n.0.as_str()),
+        );
     }};
 }
 use demo;

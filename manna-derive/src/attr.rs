@@ -12,6 +12,7 @@ pub(crate) const MANNA: &str = "manna";
 /// Keys of `#[manna(...)]`, one constant each.
 pub(crate) const CONTEXT: &str = "context";
 pub(crate) const SQL_TYPE: &str = "sql_type";
+pub(crate) const VERSION: &str = "version";
 
 /// One optional key: remembers the first value and flags a repeat at the
 /// repeated key's span.

@@ -31,6 +31,10 @@ impl Ctxt {
         self.errors.borrow_mut().push(err);
     }
 
+    pub(crate) fn has_errors(&self) -> bool {
+        !self.errors.borrow().is_empty()
+    }
+
     /// All errors combined into one, or `None`.
     pub(crate) fn into_error(self) -> Option<syn::Error> {
         let mut errors = self.errors.into_inner().into_iter();

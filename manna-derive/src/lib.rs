@@ -11,6 +11,7 @@
 mod attr;
 mod ctxt;
 mod encrypted;
+mod versioned;
 
 use proc_macro::TokenStream;
 use syn::parse_macro_input;
@@ -21,4 +22,12 @@ use syn::parse_macro_input;
 pub fn derive_encrypted(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as syn::DeriveInput);
     encrypted::derive(input).into()
+}
+
+/// Implements `manna_diesel::Versioned` (optimistic locking) for a Diesel
+/// model. See `manna_diesel::Versioned` for the documentation.
+#[proc_macro_derive(Versioned, attributes(manna, diesel))]
+pub fn derive_versioned(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as syn::DeriveInput);
+    versioned::derive(input).into()
 }

@@ -7,4 +7,5 @@
 fn ui() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/encrypted/*.rs");
+    t.compile_fail("tests/ui/versioned/*.rs");
 }

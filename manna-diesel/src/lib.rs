@@ -16,9 +16,14 @@
 #![deny(missing_docs)]
 
 mod error;
+mod versioned;
 
 pub use error::ColumnError;
 pub use manna_crypto;
+pub use versioned::{
+    lock_stats, retry_on_conflict, LockStats, OptimisticLockError, RetryPolicy, VersionNumber,
+    Versioned,
+};
 
 /// Derives Diesel support for an encrypted newtype.
 ///
@@ -146,6 +151,80 @@ pub use manna_crypto;
 /// # }
 /// ```
 pub use manna_derive::Encrypted;
+
+/// Derives [`Versioned`](trait@Versioned): optimistic locking for a Diesel model.
+///
+/// # What it generates
+///
+/// An impl of the [`Versioned`](trait@Versioned) trait, which gives the model
+/// `update_with_lock`, `save_with_lock`, `delete_with_lock` and
+/// `increment_version`. Each lock method is **one statement** guarded by the
+/// version the model was loaded with:
+///
+/// ```sql
+/// UPDATE plaid_items SET name = $1, version = $2 WHERE id = $3 AND version = $4   -- $2 = $4 + 1
+/// DELETE FROM plaid_items WHERE id = $1 AND version = $2
+/// ```
+///
+/// The in-memory version changes only after the database confirmed exactly
+/// one row. Zero rows is [`OptimisticLockError::Conflict`] (or `NotFound`
+/// when the row is gone, told apart by one `SELECT COUNT(*)` on that path
+/// only). Works on every backend and with any Diesel connection, r2d2
+/// pooled ones included.
+///
+/// # Attributes
+///
+/// Required:
+///
+/// - `#[diesel(table_name = ...)]`, as for Diesel's own derives.
+///
+/// Optional:
+///
+/// - `#[manna(version = lock_version)]`: the version field when it is not
+///   called `version`. Its type is `i32` or `i64`.
+/// - `#[diesel(primary_key(a, b))]`: as for `Identifiable`; composite keys
+///   work. The default is the field `id`.
+/// - `#[diesel(column_name = ...)]` on a field is honoured.
+///
+/// # Example
+///
+/// ```
+/// use diesel::prelude::*;
+/// use manna_diesel::{OptimisticLockError, Versioned};
+///
+/// diesel::table! {
+///     plaid_items (id) {
+///         id -> BigInt,
+///         name -> Text,
+///         version -> Integer,
+///     }
+/// }
+///
+/// #[derive(Queryable, Selectable, Identifiable, AsChangeset, Versioned, Clone, Debug)]
+/// #[diesel(table_name = plaid_items)]
+/// pub struct PlaidItem { pub id: i64, pub name: String, pub version: i32 }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut conn = SqliteConnection::establish(":memory:")?;
+/// diesel::sql_query("CREATE TABLE plaid_items (id BIGINT PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL)")
+///     .execute(&mut conn)?;
+/// diesel::insert_into(plaid_items::table)
+///     .values((plaid_items::id.eq(1), plaid_items::name.eq("Checking"), plaid_items::version.eq(1)))
+///     .execute(&mut conn)?;
+///
+/// let mut mine: PlaidItem = plaid_items::table.find(1).select(PlaidItem::as_select()).first(&mut conn)?;
+/// let mut theirs = mine.clone();
+///
+/// mine.update_with_lock(&mut conn, plaid_items::name.eq("Everyday"))?;
+/// assert_eq!(mine.version, 2);
+///
+/// let err = theirs.update_with_lock(&mut conn, plaid_items::name.eq("Bills")).unwrap_err();
+/// assert!(matches!(err, OptimisticLockError::Conflict { expected_version: 1, .. }));
+/// assert_eq!(theirs.version, 1, "unchanged after a failed write");
+/// # Ok(())
+/// # }
+/// ```
+pub use manna_derive::Versioned;
 
 #[doc(hidden)]
 #[path = "private.rs"]

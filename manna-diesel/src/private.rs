@@ -14,6 +14,8 @@ use diesel::serialize::{self, IsNull, Output};
 
 use crate::ColumnError;
 
+pub use crate::versioned::{CountRows, From, LockedDelete, LockedUpdate};
+
 /// How a backend takes an owned encrypted value as a bind parameter.
 ///
 /// PostgreSQL and MySQL write into `Output` through `std::io::Write`; SQLite
