@@ -149,6 +149,46 @@ pub trait Versioned: Sized {
         let query = LockedUpdate {
             from: Self::Table::default().from_clause(),
             key: self.key(),
+            condition: None::<()>,
+            version: std::marker::PhantomData,
+            changes: Some(changes.as_changeset()),
+            set_version: true,
+            expected,
+            next,
+        };
+        let rows = query.execute(conn)?;
+        finish(self, conn, rows, expected, next)
+    }
+
+    /// Like [`update_with_lock`](Versioned::update_with_lock), with one more
+    /// condition in the `WHERE` clause: `... AND <version> = v AND (condition)`.
+    /// For fencing tokens from `manna-lock`:
+    /// `item.update_with_lock_if(conn, changes, items::fence.le(token))`.
+    /// A row that fails the condition reports [`OptimisticLockError::Conflict`].
+    fn update_with_lock_if<C, Ch, X>(
+        &mut self,
+        conn: &mut C,
+        changes: Ch,
+        condition: X,
+    ) -> Result<(), OptimisticLockError>
+    where
+        C: Connection,
+        Ch: AsChangeset<Target = Self::Table>,
+        X: diesel::Expression<SqlType = diesel::sql_types::Bool>
+            + diesel::AppearsOnTable<Self::Table>,
+        LockedUpdate<From<Self>, Self::Key, Self::VersionColumn, Ch::Changeset, Self::Version, X>:
+            QueryFragment<C::Backend> + QueryId,
+        CountRows<From<Self>, Self::Key>: QueryFragment<C::Backend> + QueryId,
+        C::Backend: HasSqlType<BigInt> + 'static,
+        i64: diesel::deserialize::FromSql<BigInt, C::Backend>,
+        C: diesel::connection::LoadConnection,
+    {
+        let expected = self.version();
+        let next = expected.next();
+        let query = LockedUpdate {
+            from: Self::Table::default().from_clause(),
+            key: self.key(),
+            condition: Some(condition),
             version: std::marker::PhantomData,
             changes: Some(changes.as_changeset()),
             set_version: true,
@@ -188,6 +228,7 @@ pub trait Versioned: Sized {
             let query = LockedUpdate {
                 from: Self::Table::default().from_clause(),
                 key: self.key(),
+                condition: None::<()>,
                 version: std::marker::PhantomData,
                 changes: Some((&*self).as_changeset()),
                 set_version: false,
@@ -309,9 +350,10 @@ fn unexpected_rows<M: Versioned>(n: usize) -> OptimisticLockError {
 /// in generic code (its `AllowFilterForUpdate` bound is sealed).
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
-pub struct LockedUpdate<F, K, V, Ch, N> {
+pub struct LockedUpdate<F, K, V, Ch, N, X = ()> {
     from: F,
     key: K,
+    condition: Option<X>,
     version: std::marker::PhantomData<V>,
     changes: Option<Ch>,
     set_version: bool,
@@ -319,11 +361,12 @@ pub struct LockedUpdate<F, K, V, Ch, N> {
     next: N,
 }
 
-impl<F, K, V, Ch, N, DB> QueryFragment<DB> for LockedUpdate<F, K, V, Ch, N>
+impl<F, K, V, Ch, N, X, DB> QueryFragment<DB> for LockedUpdate<F, K, V, Ch, N, X>
 where
     DB: Backend + HasSqlType<V::SqlType>,
     F: QueryFragment<DB>,
     K: QueryFragment<DB>,
+    X: QueryFragment<DB>,
     V: Column,
     Ch: QueryFragment<DB>,
     N: ToSql<V::SqlType, DB>,
@@ -353,18 +396,23 @@ where
         out.push_identifier(V::NAME)?;
         out.push_sql(" = ");
         out.push_bind_param::<V::SqlType, N>(&self.expected)?;
+        if let Some(condition) = &self.condition {
+            out.push_sql(" AND (");
+            condition.walk_ast(out.reborrow())?;
+            out.push_sql(")");
+        }
         Ok(())
     }
 }
 
 // Like Diesel's own `UpdateStatement`: no static query id, so prepared
 // statements are cached by their SQL text.
-impl<F, K, V, Ch, N> QueryId for LockedUpdate<F, K, V, Ch, N> {
+impl<F, K, V, Ch, N, X> QueryId for LockedUpdate<F, K, V, Ch, N, X> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<F, K, V, Ch, N, C> RunQueryDsl<C> for LockedUpdate<F, K, V, Ch, N> {}
+impl<F, K, V, Ch, N, X, C> RunQueryDsl<C> for LockedUpdate<F, K, V, Ch, N, X> {}
 
 /// `DELETE FROM t WHERE <key> AND v = $expected`.
 #[doc(hidden)]

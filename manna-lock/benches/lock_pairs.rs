@@ -1,0 +1,154 @@
+//! `cargo bench -p manna-lock --bench lock_pairs`
+//!
+//! Uncontended acquire+release pairs per second through `DistributedLock`,
+//! side by side with the same two commands issued raw through redis-rs
+//! (`SET NX PX`, then `EVALSHA` of the compare-and-delete script), on 1 and
+//! 4 threads, in alternating rounds; the Redis PING round trip; and
+//! contended critical sections per second (4 threads, one resource).
+//! Needs Redis at `MANNA_TEST_REDIS_URL` (default `redis://127.0.0.1:6379/0`).
+
+#![allow(
+    missing_docs,
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use manna_lock::{DistributedLock, LockConfig, LockOptions};
+
+const ROUND: Duration = Duration::from_millis(500);
+const ROUNDS: usize = 8;
+
+fn url() -> String {
+    std::env::var("MANNA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs `work(thread, stop)` on `threads` threads for ROUND; returns operations per second.
+fn rate(threads: usize, work: impl Fn(usize, &AtomicBool, &AtomicU64) + Sync) -> f64 {
+    let stop = AtomicBool::new(false);
+    let ops = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (work, stop, ops) = (&work, &stop, &ops);
+            s.spawn(move || work(t, stop, ops));
+        }
+        std::thread::sleep(ROUND);
+        stop.store(true, Ordering::Relaxed);
+    });
+    ops.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let url = url();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut probe = client.get_connection().unwrap_or_else(|e| {
+        panic!("Redis is not reachable at {url} ({e}); start it with: redis-server --daemonize yes --port 6379 --save \"\" --appendonly no")
+    });
+    let prefix = format!("manna:bench:{}:", std::process::id());
+    let locks =
+        DistributedLock::from_url_with(&url, LockConfig::default().prefix(prefix.clone())).unwrap();
+    let release = redis::Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+    );
+
+    // PING round trip.
+    let mut pings = Vec::new();
+    for _ in 0..2000 {
+        let t = Instant::now();
+        let _: String = redis::cmd("PING").query(&mut probe).unwrap();
+        pings.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let ping_us = median(&mut pings);
+
+    println!("| threads | raw redis-rs pairs/s | DistributedLock pairs/s | ratio | PING round trips per pair (raw / ours) |");
+    println!("|---|---|---|---|---|");
+    for threads in [1usize, 4] {
+        let raw_pair = |t: usize, stop: &AtomicBool, ops: &AtomicU64| {
+            let mut conn = client.get_connection().unwrap();
+            let key = format!("{prefix}raw:{t}");
+            while !stop.load(Ordering::Relaxed) {
+                let token = format!("{:032x}", getrandom::u64().unwrap());
+                let ok: Option<String> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(30_000)
+                    .query(&mut conn)
+                    .unwrap();
+                assert!(ok.is_some());
+                let n: i64 = release.key(&key).arg(&token).invoke(&mut conn).unwrap();
+                assert_eq!(n, 1);
+                ops.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        let our_pair = |t: usize, stop: &AtomicBool, ops: &AtomicU64| {
+            let resource = format!("ours:{t}");
+            while !stop.load(Ordering::Relaxed) {
+                let token = locks
+                    .acquire_lock(&resource, Duration::from_secs(30))
+                    .unwrap();
+                assert!(locks.release_lock(&resource, &token).unwrap());
+                ops.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        rate(threads, raw_pair);
+        rate(threads, our_pair);
+        let (mut raw, mut ours, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            let (r, o) = if round % 2 == 0 {
+                let r = rate(threads, raw_pair);
+                (r, rate(threads, our_pair))
+            } else {
+                let o = rate(threads, our_pair);
+                (rate(threads, raw_pair), o)
+            };
+            raw.push(r);
+            ours.push(o);
+            ratio.push(o / r);
+        }
+        let (r, o) = (median(&mut raw), median(&mut ours));
+        // Round trips per pair, for one thread: time per pair over the PING time.
+        let rtt = |rate: f64| 1e6 * threads as f64 / rate / ping_us;
+        println!(
+            "| {threads} | {r:.0} | {o:.0} | {:.3}x | {:.2} / {:.2} |",
+            median(&mut ratio),
+            rtt(r),
+            rtt(o)
+        );
+    }
+    println!();
+    println!("PING round trip: {ping_us:.1} µs (median of 2000)");
+
+    let contended = rate(4, |_, stop, ops| {
+        while !stop.load(Ordering::Relaxed) {
+            let guard = locks
+                .lock(
+                    "contended",
+                    LockOptions::new().wait(Duration::from_secs(10)),
+                )
+                .unwrap();
+            drop(guard);
+            ops.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    println!(
+        "Contended: 4 threads, one resource, lock() + drop: {contended:.0} critical sections/s"
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}{{contended}}"))
+        .query(&mut probe)
+        .unwrap();
+}
