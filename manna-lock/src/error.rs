@@ -35,6 +35,18 @@ pub enum LockError {
         /// The resource.
         resource: String,
     },
+    /// Redlock: too few masters answered to make a quorum.
+    #[error("lock on {resource:?} needs {needed} Redis masters but only {reachable} answered (last error: {last_error})")]
+    NoQuorum {
+        /// The resource.
+        resource: String,
+        /// Masters that answered.
+        reachable: usize,
+        /// The quorum.
+        needed: usize,
+        /// What the last failing master said.
+        last_error: String,
+    },
     /// Redis could not be reached, or a checkout from the pool timed out.
     #[error("cannot get a Redis connection: {0}")]
     Pool(#[from] r2d2::Error),

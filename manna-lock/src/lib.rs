@@ -36,12 +36,14 @@
 mod error;
 mod lock;
 mod manager;
+mod redlock;
 
 use std::sync::Mutex;
 
 pub use error::{LockError, Result};
-pub use lock::{DistributedLock, LockConfig, LockGuard, LockOptions, LockToken};
+pub use lock::{DistributedLock, LockBackend, LockConfig, LockGuard, LockOptions, LockToken};
 pub use manager::RedisManager;
+pub use redlock::Redlock;
 
 /// The process-wide lock client, built from `REDIS_URL` on first use.
 /// A configuration error is returned and not cached.

@@ -161,6 +161,12 @@ impl LockOptions {
         self.wait = wait;
         self
     }
+    pub(crate) fn get_ttl(&self) -> Duration {
+        self.ttl
+    }
+    pub(crate) fn get_wait(&self) -> Duration {
+        self.wait
+    }
     /// Extend the lock every ttl/3 from a background thread while the guard lives (default on).
     #[must_use]
     pub fn auto_extend(mut self, on: bool) -> Self {
@@ -172,8 +178,8 @@ impl LockOptions {
 /// Proof of holding a lock: a 128-bit random token and the fencing token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct LockToken {
-    token: String,
-    fence: u64,
+    pub(crate) token: String,
+    pub(crate) fence: u64,
 }
 
 impl LockToken {
@@ -270,19 +276,23 @@ impl DistributedLock {
     /// One attempt: the lock, or [`LockError::Busy`] while another holds it.
     pub fn acquire_lock(&self, resource: &str, ttl: Duration) -> Result<LockToken> {
         let token = random_token()?;
+        match self.try_acquire(resource, &token, ttl)? {
+            0 => Err(LockError::Busy {
+                resource: resource.to_owned(),
+            }),
+            fence => Ok(LockToken { token, fence }),
+        }
+    }
+
+    /// One acquire round trip with a given token: the fence, or 0 when taken.
+    pub(crate) fn try_acquire(&self, resource: &str, token: &str, ttl: Duration) -> Result<u64> {
         let (lock_key, fence_key) = self.keys(resource);
-        let fence: u64 = ACQUIRE
+        Ok(ACQUIRE
             .key(&lock_key)
             .key(&fence_key)
-            .arg(&token)
+            .arg(token)
             .arg(millis(ttl))
-            .invoke(&mut *self.conn()?)?;
-        if fence == 0 {
-            return Err(LockError::Busy {
-                resource: resource.to_owned(),
-            });
-        }
-        Ok(LockToken { token, fence })
+            .invoke(&mut *self.conn()?)?)
     }
 
     /// Releases the lock if `token` still holds it. `false` when it does not
@@ -318,7 +328,14 @@ impl DistributedLock {
             let sent = Instant::now();
             match self.acquire_lock(resource, options.ttl) {
                 Ok(token) => {
-                    return Ok(LockGuard::new(self.clone(), resource, token, options, sent))
+                    return Ok(LockGuard::new(
+                        self.clone(),
+                        resource,
+                        token,
+                        options,
+                        sent,
+                        options.ttl,
+                    ));
                 }
                 Err(LockError::Busy { .. }) => {
                     let waited = start.elapsed();
@@ -337,7 +354,7 @@ impl DistributedLock {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let ceiling = self
             .config
             .backoff_base
@@ -351,10 +368,42 @@ impl DistributedLock {
     }
 }
 
+/// What a [`LockGuard`] needs from the lock that made it: one Redis
+/// ([`DistributedLock`]) or a quorum of them ([`Redlock`](crate::Redlock)).
+/// Sealed: implemented only in this crate.
+pub trait LockBackend: Clone + Send + Sync + 'static + sealed::Sealed {
+    /// Sets the remaining life to `ttl` if `token` still holds the lock.
+    fn extend_lock(&self, resource: &str, token: &LockToken, ttl: Duration) -> Result<bool>;
+    /// Releases the lock if `token` still holds it.
+    fn release_lock(&self, resource: &str, token: &LockToken) -> Result<bool>;
+    /// Whether `token` still holds the lock.
+    fn holds(&self, resource: &str, token: &LockToken) -> Result<bool>;
+}
+
+pub(crate) mod sealed {
+    pub trait Sealed {}
+}
+
+impl sealed::Sealed for DistributedLock {}
+
+impl LockBackend for DistributedLock {
+    fn extend_lock(&self, resource: &str, token: &LockToken, ttl: Duration) -> Result<bool> {
+        DistributedLock::extend_lock(self, resource, token, ttl)
+    }
+    fn release_lock(&self, resource: &str, token: &LockToken) -> Result<bool> {
+        DistributedLock::release_lock(self, resource, token)
+    }
+    fn holds(&self, resource: &str, token: &LockToken) -> Result<bool> {
+        let (lock_key, _) = self.keys(resource);
+        let held: Option<String> = redis::cmd("GET").arg(&lock_key).query(&mut *self.conn()?)?;
+        Ok(held.as_deref() == Some(token.token.as_str()))
+    }
+}
+
 /// A held lock. Released when dropped (one round trip, before `drop`
 /// returns; errors are logged). See [`DistributedLock::lock`].
-pub struct LockGuard {
-    lock: DistributedLock,
+pub struct LockGuard<B: LockBackend = DistributedLock> {
+    lock: B,
     resource: String,
     token: LockToken,
     shared: Arc<Shared>,
@@ -382,7 +431,7 @@ impl Shared {
     }
 }
 
-impl fmt::Debug for LockGuard {
+impl<B: LockBackend> fmt::Debug for LockGuard<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard")
             .field("resource", &self.resource)
@@ -391,14 +440,16 @@ impl fmt::Debug for LockGuard {
     }
 }
 
-impl LockGuard {
-    /// `sent`: when the acquiring round trip began; validity counts from there.
-    fn new(
-        lock: DistributedLock,
+impl<B: LockBackend> LockGuard<B> {
+    /// `sent`: when the acquiring round trip began; validity counts from
+    /// there, for `validity` (the ttl, less what a quorum lock deducts).
+    pub(crate) fn new(
+        lock: B,
         resource: &str,
         token: LockToken,
         options: LockOptions,
         sent: Instant,
+        validity: Duration,
     ) -> Self {
         let shared = Arc::new(Shared {
             lost: AtomicBool::new(false),
@@ -408,7 +459,7 @@ impl LockGuard {
             stop: Mutex::new(false),
             wake: Condvar::new(),
         });
-        shared.confirm(sent, options.ttl);
+        shared.confirm(sent, validity);
         let extender = options.auto_extend.then(|| {
             let (lock, resource, token, shared) = (
                 lock.clone(),
@@ -480,11 +531,7 @@ impl LockGuard {
             return lost();
         }
         if self.extender.is_none() {
-            let (lock_key, _) = self.lock.keys(&self.resource);
-            let held: Option<String> = redis::cmd("GET")
-                .arg(&lock_key)
-                .query(&mut *self.lock.conn()?)?;
-            if held.as_deref() != Some(self.token.token.as_str()) {
+            if !self.lock.holds(&self.resource, &self.token)? {
                 self.shared.lost.store(true, Ordering::Release);
                 return lost();
             }
@@ -508,7 +555,7 @@ impl LockGuard {
     }
 }
 
-impl Drop for LockGuard {
+impl<B: LockBackend> Drop for LockGuard<B> {
     fn drop(&mut self) {
         self.stop_extender();
         if self.released {
@@ -526,7 +573,7 @@ impl Drop for LockGuard {
     }
 }
 
-fn extend_loop(lock: &DistributedLock, resource: &str, token: &LockToken, shared: &Shared) {
+fn extend_loop<B: LockBackend>(lock: &B, resource: &str, token: &LockToken, shared: &Shared) {
     loop {
         let ttl = Duration::from_millis(shared.ttl_ms.load(Ordering::Acquire));
         let period = (ttl / 3).max(Duration::from_millis(1));
@@ -557,12 +604,12 @@ fn extend_loop(lock: &DistributedLock, resource: &str, token: &LockToken, shared
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// 128 random bits from the OS CSPRNG, as 32 hex digits.
-fn random_token() -> Result<String> {
+pub(crate) fn random_token() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)
         .map_err(|e| LockError::Config(format!("OS random number generator failed: {e}")))?;
