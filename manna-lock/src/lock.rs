@@ -530,11 +530,9 @@ impl<B: LockBackend> LockGuard<B> {
             self.shared.lost.store(true, Ordering::Release);
             return lost();
         }
-        if self.extender.is_none() {
-            if !self.lock.holds(&self.resource, &self.token)? {
-                self.shared.lost.store(true, Ordering::Release);
-                return lost();
-            }
+        if self.extender.is_none() && !self.lock.holds(&self.resource, &self.token)? {
+            self.shared.lost.store(true, Ordering::Release);
+            return lost();
         }
         Ok(())
     }
