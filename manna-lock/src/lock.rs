@@ -262,9 +262,19 @@ impl DistributedLock {
         }
     }
 
+    /// `<prefix>{resource}`: the braces are a Redis Cluster hash tag, so
+    /// the lock and its fence counter share a slot.
+    fn lock_key(&self, resource: &str) -> String {
+        let mut key = String::with_capacity(self.config.prefix.len() + resource.len() + 8);
+        key.push_str(&self.config.prefix);
+        key.push('{');
+        key.push_str(resource);
+        key.push('}');
+        key
+    }
+
     fn keys(&self, resource: &str) -> (String, String) {
-        // `{resource}` is a Redis Cluster hash tag: both keys share a slot.
-        let lock = format!("{}{{{resource}}}", self.config.prefix);
+        let lock = self.lock_key(resource);
         let fence = format!("{lock}:fence");
         (lock, fence)
     }
@@ -298,7 +308,7 @@ impl DistributedLock {
     /// Releases the lock if `token` still holds it. `false` when it does not
     /// (expired, or now someone else's, which is left in place).
     pub fn release_lock(&self, resource: &str, token: &LockToken) -> Result<bool> {
-        let (lock_key, _) = self.keys(resource);
+        let lock_key = self.lock_key(resource);
         let n: i64 = RELEASE
             .key(&lock_key)
             .arg(&token.token)
@@ -308,7 +318,7 @@ impl DistributedLock {
 
     /// Sets the lock's remaining life to `ttl` if `token` still holds it.
     pub fn extend_lock(&self, resource: &str, token: &LockToken, ttl: Duration) -> Result<bool> {
-        let (lock_key, _) = self.keys(resource);
+        let lock_key = self.lock_key(resource);
         let n: i64 = EXTEND
             .key(&lock_key)
             .arg(&token.token)
@@ -394,7 +404,7 @@ impl LockBackend for DistributedLock {
         DistributedLock::release_lock(self, resource, token)
     }
     fn holds(&self, resource: &str, token: &LockToken) -> Result<bool> {
-        let (lock_key, _) = self.keys(resource);
+        let lock_key = self.lock_key(resource);
         let held: Option<String> = redis::cmd("GET").arg(&lock_key).query(&mut *self.conn()?)?;
         Ok(held.as_deref() == Some(token.token.as_str()))
     }
@@ -608,8 +618,14 @@ pub(crate) fn millis(d: Duration) -> u64 {
 
 /// 128 random bits from the OS CSPRNG, as 32 hex digits.
 pub(crate) fn random_token() -> Result<String> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)
         .map_err(|e| LockError::Config(format!("OS random number generator failed: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    let mut token = String::with_capacity(32);
+    for b in bytes {
+        token.push(char::from(HEX[usize::from(b >> 4)]));
+        token.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    Ok(token)
 }
