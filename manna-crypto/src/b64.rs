@@ -11,62 +11,45 @@
 //! rule the strict decoder applies. The result equals `base64_simd`'s strict
 //! decoding, or `None` where it errs; a property test checks this.
 
-use base64_simd::{Out, URL_SAFE_NO_PAD};
+use base64_simd::URL_SAFE_NO_PAD;
 
 /// Characters handled on the stack in the small tier (a 64-byte secret is 130).
 const SMALL: usize = 32 * 4 + 8;
 /// Characters handled on the stack in the large tier.
 const LARGE: usize = 32 * 16 + 8;
 
-/// The input is longer than the stack tiers; decode it into a vector instead.
-#[derive(Debug)]
-pub(crate) struct TooLong;
-
-/// Decodes `text` on the stack and hands the bytes to `f`. The inner
-/// `None` means `text` is not valid unpadded base64url.
-pub(crate) fn decode_small<R>(
-    text: &[u8],
-    f: impl FnOnce(&[u8]) -> R,
-) -> Result<Option<R>, TooLong> {
+/// Decodes `text` into a new vector of exactly its decoded length (one
+/// allocation, no zero-filling); `None` when it is not valid unpadded base64url.
+pub(crate) fn decode_vec(text: &[u8]) -> Option<Vec<u8>> {
     let rounded = text.len().div_ceil(4) * 4;
     let padded = rounded + (8 + 32 - rounded % 32) % 32;
     if padded <= SMALL {
-        Ok(decode_on_stack::<SMALL, { SMALL / 4 * 3 }, R>(
-            text, padded, f,
-        ))
+        decode_padded::<SMALL>(text, padded)
     } else if padded <= LARGE {
-        Ok(decode_on_stack::<LARGE, { LARGE / 4 * 3 }, R>(
-            text, padded, f,
-        ))
+        decode_padded::<LARGE>(text, padded)
     } else {
-        Err(TooLong)
+        URL_SAFE_NO_PAD.decode_to_vec(text).ok()
     }
 }
 
-fn decode_on_stack<const C: usize, const B: usize, R>(
-    text: &[u8],
-    padded: usize,
-    f: impl FnOnce(&[u8]) -> R,
-) -> Option<R> {
+fn decode_padded<const C: usize>(text: &[u8], padded: usize) -> Option<Vec<u8>> {
     let rem = text.len() % 4;
     if rem == 1 {
         return None;
     }
     let mut chars = [b'A'; C];
     chars[..text.len()].copy_from_slice(text);
-    let mut bytes = [0u8; B];
+    let mut bytes = Vec::with_capacity(padded / 4 * 3);
     URL_SAFE_NO_PAD
-        .decode(
-            &chars[..padded],
-            Out::from_slice(&mut bytes[..padded / 4 * 3]),
-        )
+        .decode_append(&chars[..padded], &mut bytes)
         .ok()?;
     let n = text.len() / 4 * 3 + rem.saturating_sub(1);
     // Trailing bits of a partial final group must be zero (canonical form).
     if rem != 0 && bytes[n] != 0 {
         return None;
     }
-    Some(f(&bytes[..n]))
+    bytes.truncate(n);
+    Some(bytes)
 }
 
 #[cfg(test)]
@@ -75,8 +58,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn ours(text: &[u8]) -> Option<Vec<u8>> {
-        decode_small(text, <[u8]>::to_vec)
-            .unwrap_or_else(|TooLong| URL_SAFE_NO_PAD.decode_to_vec(text).ok())
+        decode_vec(text)
     }
 
     proptest! {

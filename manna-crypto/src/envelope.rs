@@ -247,22 +247,10 @@ pub(crate) fn open_text<'k>(
     pick: impl Fn(KeyId) -> Result<&'k Aes256Gcm>,
     context: &[u8],
 ) -> Result<Vec<u8>> {
-    let small = crate::b64::decode_small(body.as_bytes(), |bin| {
-        let parsed = parse_header(bin)?;
-        open(pick(parsed.key_id)?, bin, context)
-    });
-    match small {
-        Ok(opened) => opened.ok_or(Error::InvalidBase64)?,
-        Err(crate::b64::TooLong) => {
-            // Large values: decode into the vector that becomes the output.
-            let mut buf = URL_SAFE_NO_PAD
-                .decode_to_vec(body)
-                .map_err(|_| Error::InvalidBase64)?;
-            let parsed = parse_header(&buf)?;
-            open_in_place(pick(parsed.key_id)?, &mut buf, context)?;
-            Ok(buf)
-        }
-    }
+    let mut buf = crate::b64::decode_vec(body.as_bytes()).ok_or(Error::InvalidBase64)?;
+    let parsed = parse_header(&buf)?;
+    open_in_place(pick(parsed.key_id)?, &mut buf, context)?;
+    Ok(buf)
 }
 
 /// Opens a binary envelope held in `buf` in place; on success `buf` holds
