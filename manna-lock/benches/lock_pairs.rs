@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use manna_lock::{DistributedLock, LockConfig, LockOptions};
 
-const ROUND: Duration = Duration::from_millis(500);
-const ROUNDS: usize = 8;
+const ROUND: Duration = Duration::from_millis(400);
+const ROUNDS: usize = 20;
 
 fn url() -> String {
     std::env::var("MANNA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
@@ -59,6 +59,10 @@ fn main() {
     let prefix = format!("manna:bench:{}:", std::process::id());
     let locks =
         DistributedLock::from_url_with(&url, LockConfig::default().prefix(prefix.clone())).unwrap();
+    // The acquire script, run raw: the server-side cost of fencing (SET + INCR in Lua).
+    let acquire = redis::Script::new(
+        r"if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return redis.call('INCR', KEYS[2]) end return 0",
+    );
     let release = redis::Script::new(
         r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
     );
@@ -72,8 +76,8 @@ fn main() {
     }
     let ping_us = median(&mut pings);
 
-    println!("| threads | raw redis-rs pairs/s | DistributedLock pairs/s | ratio | PING round trips per pair (raw / ours) |");
-    println!("|---|---|---|---|---|");
+    println!("| threads | raw redis-rs pairs/s | DistributedLock pairs/s | ratio | PING round trips per pair (raw / ours) | raw pairs/s with the fencing acquire script |");
+    println!("|---|---|---|---|---|---|");
     for threads in [1usize, 4] {
         let raw_pair = |t: usize, stop: &AtomicBool, ops: &AtomicU64| {
             let mut conn = client.get_connection().unwrap();
@@ -104,8 +108,28 @@ fn main() {
                 ops.fetch_add(1, Ordering::Relaxed);
             }
         };
+        let raw_fenced = |t: usize, stop: &AtomicBool, ops: &AtomicU64| {
+            let mut conn = client.get_connection().unwrap();
+            let key = format!("{prefix}rawf:{{{t}}}");
+            let fence_key = format!("{key}:fence");
+            while !stop.load(Ordering::Relaxed) {
+                let token = format!("{:032x}", getrandom::u64().unwrap());
+                let f: u64 = acquire
+                    .key(&key)
+                    .key(&fence_key)
+                    .arg(&token)
+                    .arg(30_000)
+                    .invoke(&mut conn)
+                    .unwrap();
+                assert!(f > 0);
+                let n: i64 = release.key(&key).arg(&token).invoke(&mut conn).unwrap();
+                assert_eq!(n, 1);
+                ops.fetch_add(1, Ordering::Relaxed);
+            }
+        };
         rate(threads, raw_pair);
         rate(threads, our_pair);
+        let fenced = rate(threads, raw_fenced);
         let (mut raw, mut ours, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             let (r, o) = if round % 2 == 0 {
@@ -123,7 +147,7 @@ fn main() {
         // Round trips per pair, for one thread: time per pair over the PING time.
         let rtt = |rate: f64| 1e6 * threads as f64 / rate / ping_us;
         println!(
-            "| {threads} | {r:.0} | {o:.0} | {:.3}x | {:.2} / {:.2} |",
+            "| {threads} | {r:.0} | {o:.0} | {:.3}x | {:.2} / {:.2} | {fenced:.0} |",
             median(&mut ratio),
             rtt(r),
             rtt(o)
