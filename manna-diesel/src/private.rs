@@ -31,29 +31,28 @@ pub trait EncryptedBackend: Backend {
     fn write_binary(value: Vec<u8>, out: &mut Output<'_, '_, Self>) -> serialize::Result;
 }
 
-#[cfg(feature = "postgres")]
-impl EncryptedBackend for diesel::pg::Pg {
-    fn write_text(value: String, out: &mut Output<'_, '_, Self>) -> serialize::Result {
-        std::io::Write::write_all(out, value.as_bytes())?;
-        Ok(IsNull::No)
-    }
-    fn write_binary(value: Vec<u8>, out: &mut Output<'_, '_, Self>) -> serialize::Result {
-        std::io::Write::write_all(out, &value)?;
-        Ok(IsNull::No)
-    }
+/// PostgreSQL and MySQL take bind values through `std::io::Write`.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+macro_rules! write_through_io {
+    ($backend:ty) => {
+        impl EncryptedBackend for $backend {
+            fn write_text(value: String, out: &mut Output<'_, '_, Self>) -> serialize::Result {
+                std::io::Write::write_all(out, value.as_bytes())?;
+                Ok(IsNull::No)
+            }
+            fn write_binary(value: Vec<u8>, out: &mut Output<'_, '_, Self>) -> serialize::Result {
+                std::io::Write::write_all(out, &value)?;
+                Ok(IsNull::No)
+            }
+        }
+    };
 }
 
+#[cfg(feature = "postgres")]
+write_through_io!(diesel::pg::Pg);
+
 #[cfg(feature = "mysql")]
-impl EncryptedBackend for diesel::mysql::Mysql {
-    fn write_text(value: String, out: &mut Output<'_, '_, Self>) -> serialize::Result {
-        std::io::Write::write_all(out, value.as_bytes())?;
-        Ok(IsNull::No)
-    }
-    fn write_binary(value: Vec<u8>, out: &mut Output<'_, '_, Self>) -> serialize::Result {
-        std::io::Write::write_all(out, &value)?;
-        Ok(IsNull::No)
-    }
-}
+write_through_io!(diesel::mysql::Mysql);
 
 #[cfg(feature = "sqlite")]
 impl EncryptedBackend for diesel::sqlite::Sqlite {

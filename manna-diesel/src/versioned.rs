@@ -144,19 +144,9 @@ pub trait Versioned: Sized {
         i64: diesel::deserialize::FromSql<BigInt, C::Backend>,
         C: diesel::connection::LoadConnection,
     {
-        let expected = self.version();
-        let next = expected.next();
-        let query = LockedUpdate {
-            from: Self::Table::default().from_clause(),
-            key: self.key(),
-            condition: None::<()>,
-            version: std::marker::PhantomData,
-            changes: Some(changes.as_changeset()),
-            set_version: true,
-            expected,
-            next,
-        };
-        let rows = query.execute(conn)?;
+        let (expected, next) = (self.version(), self.version().next());
+        let rows = locked_update(self, changes.as_changeset(), None::<()>, expected, true)
+            .execute(conn)?;
         finish(self, conn, rows, expected, next)
     }
 
@@ -183,19 +173,15 @@ pub trait Versioned: Sized {
         i64: diesel::deserialize::FromSql<BigInt, C::Backend>,
         C: diesel::connection::LoadConnection,
     {
-        let expected = self.version();
-        let next = expected.next();
-        let query = LockedUpdate {
-            from: Self::Table::default().from_clause(),
-            key: self.key(),
-            condition: Some(condition),
-            version: std::marker::PhantomData,
-            changes: Some(changes.as_changeset()),
-            set_version: true,
+        let (expected, next) = (self.version(), self.version().next());
+        let rows = locked_update(
+            self,
+            changes.as_changeset(),
+            Some(condition),
             expected,
-            next,
-        };
-        let rows = query.execute(conn)?;
+            true,
+        )
+        .execute(conn)?;
         finish(self, conn, rows, expected, next)
     }
 
@@ -224,19 +210,8 @@ pub trait Versioned: Sized {
         // The changeset reads the version from `self`: put the new one in for
         // the statement, and put the old one back unless the write is confirmed.
         self.set_version(next);
-        let rows = {
-            let query = LockedUpdate {
-                from: Self::Table::default().from_clause(),
-                key: self.key(),
-                condition: None::<()>,
-                version: std::marker::PhantomData,
-                changes: Some((&*self).as_changeset()),
-                set_version: false,
-                expected,
-                next,
-            };
-            query.execute(conn)
-        };
+        let rows = locked_update(&*self, (&*self).as_changeset(), None::<()>, expected, false)
+            .execute(conn);
         self.set_version(expected);
         finish(self, conn, rows?, expected, next)
     }
@@ -266,6 +241,28 @@ pub trait Versioned: Sized {
             0 => Err(zero_rows(self, conn, expected)?),
             n => Err(unexpected_rows::<Self>(n)),
         }
+    }
+}
+
+/// The update statement for `model`: guarded by its key and `expected`,
+/// setting the version to the next one when `set_version` (the model's own
+/// changeset already does otherwise).
+fn locked_update<M: Versioned, Ch, X>(
+    model: &M,
+    changes: Ch,
+    condition: Option<X>,
+    expected: M::Version,
+    set_version: bool,
+) -> LockedUpdate<From<M>, M::Key, M::VersionColumn, Ch, M::Version, X> {
+    LockedUpdate {
+        from: M::Table::default().from_clause(),
+        key: model.key(),
+        condition,
+        version: std::marker::PhantomData,
+        changes: Some(changes),
+        set_version,
+        expected,
+        next: expected.next(),
     }
 }
 

@@ -161,12 +161,6 @@ impl LockOptions {
         self.wait = wait;
         self
     }
-    pub(crate) fn get_ttl(&self) -> Duration {
-        self.ttl
-    }
-    pub(crate) fn get_wait(&self) -> Duration {
-        self.wait
-    }
     /// Extend the lock every ttl/3 from a background thread while the guard lives (default on).
     #[must_use]
     pub fn auto_extend(mut self, on: bool) -> Self {
@@ -332,36 +326,9 @@ impl DistributedLock {
     /// releases the lock when dropped and, unless turned off, extends it
     /// every ttl/3 meanwhile.
     pub fn lock(&self, resource: &str, options: LockOptions) -> Result<LockGuard> {
-        let start = Instant::now();
-        let mut attempt: u32 = 0;
-        loop {
-            let sent = Instant::now();
-            match self.acquire_lock(resource, options.ttl) {
-                Ok(token) => {
-                    return Ok(LockGuard::new(
-                        self.clone(),
-                        resource,
-                        token,
-                        options,
-                        sent,
-                        options.ttl,
-                    ));
-                }
-                Err(LockError::Busy { .. }) => {
-                    let waited = start.elapsed();
-                    if waited >= options.wait {
-                        return Err(LockError::Timeout {
-                            resource: resource.to_owned(),
-                            waited,
-                        });
-                    }
-                    let pause = self.backoff(attempt).min(options.wait - waited);
-                    std::thread::sleep(pause);
-                    attempt = attempt.saturating_add(1);
-                }
-                Err(other) => return Err(other),
-            }
-        }
+        wait_for(self, resource, options, |ttl| {
+            self.acquire_lock(resource, ttl).map(|token| (token, ttl))
+        })
     }
 
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
@@ -388,6 +355,8 @@ pub trait LockBackend: Clone + Send + Sync + 'static + sealed::Sealed {
     fn release_lock(&self, resource: &str, token: &LockToken) -> Result<bool>;
     /// Whether `token` still holds the lock.
     fn holds(&self, resource: &str, token: &LockToken) -> Result<bool>;
+    /// The pause before retry number `attempt` while waiting.
+    fn backoff(&self, attempt: u32) -> Duration;
 }
 
 pub(crate) mod sealed {
@@ -403,10 +372,54 @@ impl LockBackend for DistributedLock {
     fn release_lock(&self, resource: &str, token: &LockToken) -> Result<bool> {
         DistributedLock::release_lock(self, resource, token)
     }
+    fn backoff(&self, attempt: u32) -> Duration {
+        DistributedLock::backoff(self, attempt)
+    }
     fn holds(&self, resource: &str, token: &LockToken) -> Result<bool> {
         let lock_key = self.lock_key(resource);
         let held: Option<String> = redis::cmd("GET").arg(&lock_key).query(&mut *self.conn()?)?;
         Ok(held.as_deref() == Some(token.token.as_str()))
+    }
+}
+
+/// The waiting loop shared by [`DistributedLock::lock`] and
+/// [`Redlock::lock`](crate::Redlock::lock): `attempt(ttl)` returns the
+/// token and its validity, or [`LockError::Busy`] to try again after a
+/// backoff, until `options.wait` runs out.
+pub(crate) fn wait_for<B: LockBackend>(
+    backend: &B,
+    resource: &str,
+    options: LockOptions,
+    mut attempt: impl FnMut(Duration) -> Result<(LockToken, Duration)>,
+) -> Result<LockGuard<B>> {
+    let start = Instant::now();
+    let mut tries: u32 = 0;
+    loop {
+        let sent = Instant::now();
+        match attempt(options.ttl) {
+            Ok((token, validity)) => {
+                return Ok(LockGuard::new(
+                    backend.clone(),
+                    resource,
+                    token,
+                    options,
+                    sent,
+                    validity,
+                ));
+            }
+            Err(LockError::Busy { .. }) => {
+                let waited = start.elapsed();
+                if waited >= options.wait {
+                    return Err(LockError::Timeout {
+                        resource: resource.to_owned(),
+                        waited,
+                    });
+                }
+                std::thread::sleep(backend.backoff(tries).min(options.wait - waited));
+                tries = tries.saturating_add(1);
+            }
+            Err(other) => return Err(other),
+        }
     }
 }
 

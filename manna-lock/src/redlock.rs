@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::error::{LockError, Result};
-use crate::lock::{random_token, sealed, LockBackend, LockGuard, LockOptions, LockToken};
+use crate::lock::{random_token, sealed, wait_for, LockBackend, LockGuard, LockOptions, LockToken};
 use crate::{DistributedLock, LockConfig};
 
 /// The Redlock algorithm over N independent Redis masters (not replicas of
@@ -145,39 +145,7 @@ impl Redlock {
     /// Takes the lock, waiting up to `options.wait` with backoff, like
     /// [`DistributedLock::lock`]. Too few reachable masters fails at once.
     pub fn lock(&self, resource: &str, options: LockOptions) -> Result<LockGuard<Redlock>> {
-        let start = Instant::now();
-        let mut attempt: u32 = 0;
-        loop {
-            let sent = Instant::now();
-            match self.try_lock(resource, options.get_ttl()) {
-                Ok((token, validity)) => {
-                    return Ok(LockGuard::new(
-                        self.clone(),
-                        resource,
-                        token,
-                        options,
-                        sent,
-                        validity,
-                    ))
-                }
-                Err(LockError::Busy { .. }) => {
-                    let waited = start.elapsed();
-                    if waited >= options.get_wait() {
-                        return Err(LockError::Timeout {
-                            resource: resource.to_owned(),
-                            waited,
-                        });
-                    }
-                    std::thread::sleep(
-                        self.masters[0]
-                            .backoff(attempt)
-                            .min(options.get_wait() - waited),
-                    );
-                    attempt = attempt.saturating_add(1);
-                }
-                Err(other) => return Err(other),
-            }
-        }
+        wait_for(self, resource, options, |ttl| self.try_lock(resource, ttl))
     }
 
     /// Releases on every master; true when a quorum still held it.
@@ -202,6 +170,10 @@ impl LockBackend for Redlock {
 
     fn release_lock(&self, resource: &str, token: &LockToken) -> Result<bool> {
         Redlock::release_lock(self, resource, token)
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        self.masters[0].backoff(attempt)
     }
 
     fn holds(&self, resource: &str, token: &LockToken) -> Result<bool> {
