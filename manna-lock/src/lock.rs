@@ -278,6 +278,19 @@ impl DistributedLock {
     }
 
     /// One attempt: the lock, or [`LockError::Busy`] while another holds it.
+    ///
+    /// ```
+    /// # let locks = manna_lock::DistributedLock::from_url_with(
+    /// #     "redis://127.0.0.1:6379/0",
+    /// #     manna_lock::LockConfig::default().prefix("manna:doctest:acquire:"),
+    /// # )?;
+    /// use std::time::Duration;
+    /// use manna_lock::LockError;
+    /// let token = locks.acquire_lock("report", Duration::from_secs(5))?;
+    /// assert!(matches!(locks.acquire_lock("report", Duration::from_secs(5)), Err(LockError::Busy { .. })));
+    /// assert!(locks.release_lock("report", &token)?);
+    /// # Ok::<(), manna_lock::LockError>(())
+    /// ```
     pub fn acquire_lock(&self, resource: &str, ttl: Duration) -> Result<LockToken> {
         let token = random_token()?;
         match self.try_acquire(resource, &token, ttl)? {
@@ -301,6 +314,18 @@ impl DistributedLock {
 
     /// Releases the lock if `token` still holds it. `false` when it does not
     /// (expired, or now someone else's, which is left in place).
+    ///
+    /// ```
+    /// # let locks = manna_lock::DistributedLock::from_url_with(
+    /// #     "redis://127.0.0.1:6379/0",
+    /// #     manna_lock::LockConfig::default().prefix("manna:doctest:release:"),
+    /// # )?;
+    /// use std::time::Duration;
+    /// let token = locks.acquire_lock("export", Duration::from_secs(5))?;
+    /// assert!(locks.release_lock("export", &token)?);
+    /// assert!(!locks.release_lock("export", &token)?, "already released");
+    /// # Ok::<(), manna_lock::LockError>(())
+    /// ```
     pub fn release_lock(&self, resource: &str, token: &LockToken) -> Result<bool> {
         let lock_key = self.lock_key(resource);
         let n: i64 = RELEASE
@@ -311,6 +336,18 @@ impl DistributedLock {
     }
 
     /// Sets the lock's remaining life to `ttl` if `token` still holds it.
+    ///
+    /// ```
+    /// # let locks = manna_lock::DistributedLock::from_url_with(
+    /// #     "redis://127.0.0.1:6379/0",
+    /// #     manna_lock::LockConfig::default().prefix("manna:doctest:extend:"),
+    /// # )?;
+    /// use std::time::Duration;
+    /// let token = locks.acquire_lock("sync", Duration::from_secs(1))?;
+    /// assert!(locks.extend_lock("sync", &token, Duration::from_secs(30))?);
+    /// locks.release_lock("sync", &token)?;
+    /// # Ok::<(), manna_lock::LockError>(())
+    /// ```
     pub fn extend_lock(&self, resource: &str, token: &LockToken, ttl: Duration) -> Result<bool> {
         let lock_key = self.lock_key(resource);
         let n: i64 = EXTEND
@@ -325,6 +362,21 @@ impl DistributedLock {
     /// and full jitter; [`LockError::Timeout`] after that. The guard
     /// releases the lock when dropped and, unless turned off, extends it
     /// every ttl/3 meanwhile.
+    ///
+    /// ```
+    /// # let locks = manna_lock::DistributedLock::from_url_with(
+    /// #     "redis://127.0.0.1:6379/0",
+    /// #     manna_lock::LockConfig::default().prefix("manna:doctest:lock:"),
+    /// # )?;
+    /// use std::time::Duration;
+    /// use manna_lock::{LockError, LockOptions};
+    /// let guard = locks.lock("nightly", LockOptions::new().ttl(Duration::from_secs(10)))?;
+    /// let err = locks.lock("nightly", LockOptions::new().wait(Duration::from_millis(50))).unwrap_err();
+    /// assert!(matches!(err, LockError::Timeout { .. }));
+    /// drop(guard);
+    /// assert!(locks.lock("nightly", LockOptions::new().wait(Duration::ZERO)).is_ok());
+    /// # Ok::<(), manna_lock::LockError>(())
+    /// ```
     pub fn lock(&self, resource: &str, options: LockOptions) -> Result<LockGuard> {
         wait_for(self, resource, options, |ttl| {
             self.acquire_lock(resource, ttl).map(|token| (token, ttl))
@@ -506,6 +558,18 @@ impl<B: LockBackend> LockGuard<B> {
     }
 
     /// The fencing token of this hold: strictly increasing per resource.
+    ///
+    /// ```
+    /// # let locks = manna_lock::DistributedLock::from_url_with(
+    /// #     "redis://127.0.0.1:6379/0",
+    /// #     manna_lock::LockConfig::default().prefix("manna:doctest:fence:"),
+    /// # )?;
+    /// use manna_lock::LockOptions;
+    /// let first = locks.lock("ledger", LockOptions::new())?.fencing_token();
+    /// let second = locks.lock("ledger", LockOptions::new())?.fencing_token();
+    /// assert!(second > first);
+    /// # Ok::<(), manna_lock::LockError>(())
+    /// ```
     pub fn fencing_token(&self) -> u64 {
         self.token.fence
     }
@@ -522,6 +586,18 @@ impl<B: LockBackend> LockGuard<B> {
 
     /// Sets the remaining life to `ttl` (and uses `ttl` for later
     /// auto-extensions). [`LockError::Lost`] when the lock is no longer ours.
+    ///
+    /// ```
+    /// # let locks = manna_lock::DistributedLock::from_url_with(
+    /// #     "redis://127.0.0.1:6379/0",
+    /// #     manna_lock::LockConfig::default().prefix("manna:doctest:guard-extend:"),
+    /// # )?;
+    /// use std::time::Duration;
+    /// use manna_lock::LockOptions;
+    /// let guard = locks.lock("import", LockOptions::new().auto_extend(false))?;
+    /// guard.extend(Duration::from_secs(60))?;
+    /// # Ok::<(), manna_lock::LockError>(())
+    /// ```
     pub fn extend(&self, ttl: Duration) -> Result<()> {
         let started = Instant::now();
         if self.lock.extend_lock(&self.resource, &self.token, ttl)? {
@@ -539,6 +615,17 @@ impl<B: LockBackend> LockGuard<B> {
     /// `Err(LockError::Lost)` once the lock is known to be gone: an extension
     /// failed or found it taken, or its last confirmed validity ran out. With
     /// auto-extension this costs no round trip; without it, it asks Redis.
+    ///
+    /// ```
+    /// # let locks = manna_lock::DistributedLock::from_url_with(
+    /// #     "redis://127.0.0.1:6379/0",
+    /// #     manna_lock::LockConfig::default().prefix("manna:doctest:check:"),
+    /// # )?;
+    /// use manna_lock::LockOptions;
+    /// let guard = locks.lock("billing", LockOptions::new())?;
+    /// guard.check()?; // still ours: safe to write
+    /// # Ok::<(), manna_lock::LockError>(())
+    /// ```
     pub fn check(&self) -> Result<()> {
         let lost = || {
             Err(LockError::Lost {
@@ -561,6 +648,17 @@ impl<B: LockBackend> LockGuard<B> {
     }
 
     /// Releases now and reports whether this guard still held the lock.
+    ///
+    /// ```
+    /// # let locks = manna_lock::DistributedLock::from_url_with(
+    /// #     "redis://127.0.0.1:6379/0",
+    /// #     manna_lock::LockConfig::default().prefix("manna:doctest:guard-release:"),
+    /// # )?;
+    /// use manna_lock::LockOptions;
+    /// let guard = locks.lock("rebuild", LockOptions::new())?;
+    /// assert!(guard.release()?);
+    /// # Ok::<(), manna_lock::LockError>(())
+    /// ```
     pub fn release(mut self) -> Result<bool> {
         self.stop_extender();
         self.released = true;
