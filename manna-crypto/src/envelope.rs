@@ -247,7 +247,9 @@ pub(crate) fn open_text<'k>(
     pick: impl Fn(KeyId) -> Result<&'k Aes256Gcm>,
     context: &[u8],
 ) -> Result<Vec<u8>> {
-    let mut buf = crate::b64::decode_vec(body.as_bytes()).ok_or(Error::InvalidBase64)?;
+    let mut buf = URL_SAFE_NO_PAD
+        .decode_to_vec(body)
+        .map_err(|_| Error::InvalidBase64)?;
     let parsed = parse_header(&buf)?;
     open_in_place(pick(parsed.key_id)?, &mut buf, context)?;
     Ok(buf)
@@ -266,8 +268,8 @@ fn open_in_place(cipher: &Aes256Gcm, buf: &mut Vec<u8>, context: &[u8]) -> Resul
         cipher.decrypt_inout_detached(&nonce, aad, body.into(), &tag)
     })
     .map_err(|_| Error::Decrypt)?;
-    buf.truncate(n - TAG_LEN);
-    buf.drain(..CT_START);
+    buf.copy_within(CT_START..n - TAG_LEN, 0);
+    buf.truncate(n - MIN_LEN);
     Ok(())
 }
 

@@ -32,7 +32,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod b64;
 mod envelope;
 mod error;
 mod global;
