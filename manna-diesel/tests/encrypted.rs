@@ -98,7 +98,7 @@ macro_rules! backend_tests {
         mod $name {
             use super::*;
 
-            fn setup() -> ($db, <$db as Fresh>::Conn) {
+            fn setup() -> ($db, <$db as common::Fresh>::Conn) {
                 install_keyring();
                 let db = <$db>::new();
                 let mut conn = db.conn();
@@ -202,20 +202,6 @@ macro_rules! backend_tests {
             }
         }
     };
-}
-
-/// Builds a fresh database space and hands out connections into it.
-trait Fresh {
-    type Conn;
-}
-impl Fresh for common::PgDb {
-    type Conn = PgConnection;
-}
-impl Fresh for common::MysqlDb {
-    type Conn = MysqlConnection;
-}
-impl Fresh for common::SqliteDb {
-    type Conn = SqliteConnection;
 }
 
 backend_tests!(sqlite, common::SqliteDb, "BLOB");

@@ -91,7 +91,7 @@ macro_rules! backend_tests {
                 db
             }
 
-            fn load(conn: &mut <$db as Fresh>::Conn, id: i64) -> Item {
+            fn load(conn: &mut <$db as common::Fresh>::Conn, id: i64) -> Item {
                 items::table.find(id).select(Item::as_select()).first(conn).expect("load")
             }
 
@@ -201,19 +201,6 @@ macro_rules! backend_tests {
             }
         }
     };
-}
-
-trait Fresh {
-    type Conn;
-}
-impl Fresh for common::PgDb {
-    type Conn = PgConnection;
-}
-impl Fresh for common::MysqlDb {
-    type Conn = MysqlConnection;
-}
-impl Fresh for common::SqliteDb {
-    type Conn = SqliteConnection;
 }
 
 backend_tests!(postgres, common::PgDb, 8, 200);

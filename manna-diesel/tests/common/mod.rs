@@ -152,3 +152,20 @@ impl SqliteDb {
         conn
     }
 }
+
+/// The connection type of each database space, for the per-backend test macros.
+pub trait Fresh {
+    type Conn;
+}
+
+impl Fresh for PgDb {
+    type Conn = PgConnection;
+}
+
+impl Fresh for MysqlDb {
+    type Conn = MysqlConnection;
+}
+
+impl Fresh for SqliteDb {
+    type Conn = SqliteConnection;
+}
