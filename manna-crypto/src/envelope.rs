@@ -194,13 +194,8 @@ pub(crate) fn seal_text(
     Ok(text)
 }
 
-/// A parsed binary envelope, borrowed. Used to pick the key before opening.
-pub(crate) struct Parsed {
-    pub(crate) key_id: KeyId,
-}
-
 /// Checks the length and version of a binary envelope and returns its key id.
-pub(crate) fn parse_header(bin: &[u8]) -> Result<Parsed> {
+pub(crate) fn parse_header(bin: &[u8]) -> Result<KeyId> {
     if bin.len() < MIN_LEN {
         // Only a wrong version is worth reporting before the length.
         if let Some(&v) = bin.first() {
@@ -215,49 +210,20 @@ pub(crate) fn parse_header(bin: &[u8]) -> Result<Parsed> {
             version: bin[0].into(),
         });
     }
-    Ok(Parsed {
-        key_id: KeyId::from_bytes([bin[1], bin[2], bin[3], bin[4]]),
-    })
+    Ok(KeyId::from_bytes([bin[1], bin[2], bin[3], bin[4]]))
 }
 
-/// Opens a binary envelope whose header was checked by [`parse_header`],
-/// decrypting straight into a new vector of exactly the plaintext's length.
-pub(crate) fn open(cipher: &Aes256Gcm, bin: &[u8], context: &[u8]) -> Result<Vec<u8>> {
-    let n = bin.len();
-    let truncated = || Error::Truncated { len: n };
-    if n < MIN_LEN {
-        return Err(truncated());
-    }
-    let (head, rest) = bin.split_at(CT_START);
-    let (body, tag) = rest.split_at(n - MIN_LEN);
-    let tag = Tag::try_from(tag).map_err(|_| truncated())?;
-    let nonce: Nonce<_> = Nonce::try_from(&head[HEADER_LEN..]).map_err(|_| truncated())?;
-    let mut out = body.to_vec();
-    with_aad(&head[..HEADER_LEN], context, |aad| {
-        cipher.decrypt_inout_detached(&nonce, aad, out.as_mut_slice().into(), &tag)
-    })
-    .map_err(|_| Error::Decrypt)?;
-    Ok(out)
-}
-
-/// Opens the base64 body of a text envelope (what follows the prefix) with
-/// the cipher `pick` returns for its key id.
-pub(crate) fn open_text<'k>(
-    body: &str,
-    pick: impl Fn(KeyId) -> Result<&'k Aes256Gcm>,
-    context: &[u8],
-) -> Result<Vec<u8>> {
-    let mut buf = URL_SAFE_NO_PAD
+/// Decodes the base64 body of a text envelope (what follows the prefix)
+/// into its binary form.
+pub(crate) fn decode_text(body: &str) -> Result<Vec<u8>> {
+    URL_SAFE_NO_PAD
         .decode_to_vec(body)
-        .map_err(|_| Error::InvalidBase64)?;
-    let parsed = parse_header(&buf)?;
-    open_in_place(pick(parsed.key_id)?, &mut buf, context)?;
-    Ok(buf)
+        .map_err(|_| Error::InvalidBase64)
 }
 
 /// Opens a binary envelope held in `buf` in place; on success `buf` holds
 /// exactly the plaintext. The header must already have been checked.
-fn open_in_place(cipher: &Aes256Gcm, buf: &mut Vec<u8>, context: &[u8]) -> Result<()> {
+pub(crate) fn open_in_place(cipher: &Aes256Gcm, buf: &mut Vec<u8>, context: &[u8]) -> Result<()> {
     let n = buf.len();
     let (head, rest) = buf.split_at_mut(CT_START);
     let (body, tag) = rest.split_at_mut(n - MIN_LEN);

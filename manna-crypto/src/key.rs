@@ -159,15 +159,7 @@ impl Key {
         if text.is_empty() {
             return Err(invalid(KeyProblem::Empty));
         }
-        let normalized: Zeroizing<String> = Zeroizing::new(
-            text.chars()
-                .map(|c| match c {
-                    '-' => '+',
-                    '_' => '/',
-                    c => c,
-                })
-                .collect(),
-        );
+        let normalized = to_alphabet(text, ['-', '_'], ['+', '/']);
         let decoded = Zeroizing::new(
             LENIENT_B64
                 .decode(normalized.as_bytes())
@@ -225,6 +217,20 @@ impl fmt::Debug for Key {
     }
 }
 
+/// Rewrites the two characters in which base64's standard and url-safe
+/// alphabets differ, into a string that is zeroized on drop.
+fn to_alphabet(text: &str, from: [char; 2], to: [char; 2]) -> Zeroizing<String> {
+    Zeroizing::new(
+        text.chars()
+            .map(|c| match c {
+                c if c == from[0] => to[0],
+                c if c == from[1] => to[1],
+                c => c,
+            })
+            .collect(),
+    )
+}
+
 fn key_id(bytes: &[u8; 32]) -> KeyId {
     // HMAC accepts keys of any length, so this cannot fail for 32 bytes.
     let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(bytes) {
@@ -270,15 +276,7 @@ impl LegacyKey {
                 reason: KeyProblem::Empty,
             });
         }
-        let normalized: Zeroizing<String> = Zeroizing::new(
-            text.chars()
-                .map(|c| match c {
-                    '+' => '-',
-                    '/' => '_',
-                    c => c,
-                })
-                .collect(),
-        );
+        let normalized = to_alphabet(text, ['+', '/'], ['-', '_']);
         fernet::Fernet::new(&normalized)
             .map(LegacyKey)
             .ok_or_else(|| Error::InvalidKey {

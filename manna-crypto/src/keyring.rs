@@ -369,15 +369,7 @@ impl Keyring {
     /// ```
     pub fn decrypt_text(&self, text: &str, context: &[u8]) -> Result<Vec<u8>> {
         match envelope::text_kind(text)? {
-            TextKind::V1(body) => envelope::open_text(
-                body,
-                |key_id| {
-                    self.aes_key(key_id)
-                        .map(|k| &k.cipher)
-                        .ok_or(Error::UnknownKeyId { key_id })
-                },
-                context,
-            ),
+            TextKind::V1(body) => self.open(envelope::decode_text(body)?, context),
             TextKind::Fernet => self.decrypt_fernet(text),
         }
     }
@@ -397,15 +389,16 @@ impl Keyring {
             let text = std::str::from_utf8(value).map_err(|_| Error::UnknownFormat)?;
             return self.decrypt_text(text, context);
         }
-        self.open(value, context)
+        self.open(value.to_vec(), context)
     }
 
-    fn open(&self, bin: &[u8], context: &[u8]) -> Result<Vec<u8>> {
-        let parsed = envelope::parse_header(bin)?;
-        let key = self.aes_key(parsed.key_id).ok_or(Error::UnknownKeyId {
-            key_id: parsed.key_id,
-        })?;
-        envelope::open(&key.cipher, bin, context)
+    /// Opens a binary envelope under the key its header names; the buffer
+    /// becomes the plaintext.
+    fn open(&self, mut buf: Vec<u8>, context: &[u8]) -> Result<Vec<u8>> {
+        let key_id = envelope::parse_header(&buf)?;
+        let key = self.aes_key(key_id).ok_or(Error::UnknownKeyId { key_id })?;
+        envelope::open_in_place(&key.cipher, &mut buf, context)?;
+        Ok(buf)
     }
 
     fn decrypt_fernet(&self, token: &str) -> Result<Vec<u8>> {

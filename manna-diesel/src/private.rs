@@ -104,15 +104,24 @@ pub trait EncryptedColumn {
     const CONTEXT: &'static str;
 }
 
+/// Runs `f` with the default keyring and `T`'s context; a failure becomes
+/// the [`ColumnError`] that `error` (`ColumnError::write` or `::read`) makes.
+fn with_column<T: EncryptedColumn, R>(
+    error: fn(&'static str, &'static str, manna_crypto::Error) -> ColumnError,
+    f: impl FnOnce(&manna_crypto::Keyring, &[u8]) -> Result<R, manna_crypto::Error>,
+) -> Result<R, ColumnError> {
+    manna_crypto::with_default_keyring(|ring| f(ring, T::CONTEXT.as_bytes()))
+        .map_err(|e| error(T::TYPE_NAME, T::CONTEXT, e))
+}
+
 /// Encrypts `plain` to a text envelope and binds it.
 pub fn to_sql_text<T: EncryptedColumn, DB: EncryptedBackend>(
     plain: &impl Plaintext,
     out: &mut Output<'_, '_, DB>,
 ) -> serialize::Result {
-    let text = manna_crypto::with_default_keyring(|ring| {
-        ring.encrypt_to_text(plain.plain_bytes(), T::CONTEXT.as_bytes())
-    })
-    .map_err(|e| ColumnError::write(T::TYPE_NAME, T::CONTEXT, e))?;
+    let text = with_column::<T, _>(ColumnError::write, |ring, ctx| {
+        ring.encrypt_to_text(plain.plain_bytes(), ctx)
+    })?;
     DB::write_text(text, out)
 }
 
@@ -121,10 +130,9 @@ pub fn to_sql_binary<T: EncryptedColumn, DB: EncryptedBackend>(
     plain: &impl Plaintext,
     out: &mut Output<'_, '_, DB>,
 ) -> serialize::Result {
-    let bin = manna_crypto::with_default_keyring(|ring| {
-        ring.encrypt_bytes(plain.plain_bytes(), T::CONTEXT.as_bytes())
-    })
-    .map_err(|e| ColumnError::write(T::TYPE_NAME, T::CONTEXT, e))?;
+    let bin = with_column::<T, _>(ColumnError::write, |ring, ctx| {
+        ring.encrypt_bytes(plain.plain_bytes(), ctx)
+    })?;
     DB::write_binary(bin, out)
 }
 
@@ -132,9 +140,9 @@ pub fn to_sql_binary<T: EncryptedColumn, DB: EncryptedBackend>(
 pub fn from_sql_text<T: EncryptedColumn, P: Plaintext>(
     stored: &str,
 ) -> diesel::deserialize::Result<P> {
-    manna_crypto::with_default_keyring(|ring| ring.decrypt_text(stored, T::CONTEXT.as_bytes()))
-        .and_then(P::from_plain_bytes)
-        .map_err(|e| ColumnError::read(T::TYPE_NAME, T::CONTEXT, e).into())
+    Ok(with_column::<T, _>(ColumnError::read, |ring, ctx| {
+        ring.decrypt_text(stored, ctx).and_then(P::from_plain_bytes)
+    })?)
 }
 
 /// Decrypts a stored binary value: a v1 binary envelope (or a text envelope
@@ -142,7 +150,8 @@ pub fn from_sql_text<T: EncryptedColumn, P: Plaintext>(
 pub fn from_sql_binary<T: EncryptedColumn, P: Plaintext>(
     stored: &[u8],
 ) -> diesel::deserialize::Result<P> {
-    manna_crypto::with_default_keyring(|ring| ring.decrypt_bytes(stored, T::CONTEXT.as_bytes()))
-        .and_then(P::from_plain_bytes)
-        .map_err(|e| ColumnError::read(T::TYPE_NAME, T::CONTEXT, e).into())
+    Ok(with_column::<T, _>(ColumnError::read, |ring, ctx| {
+        ring.decrypt_bytes(stored, ctx)
+            .and_then(P::from_plain_bytes)
+    })?)
 }
