@@ -139,10 +139,7 @@ pub trait Versioned: Sized {
         Ch: AsChangeset<Target = Self::Table>,
         LockedUpdate<From<Self>, Self::Key, Self::VersionColumn, Ch::Changeset, Self::Version>:
             QueryFragment<C::Backend> + QueryId,
-        CountRows<From<Self>, Self::Key>: QueryFragment<C::Backend> + QueryId,
-        C::Backend: HasSqlType<BigInt> + 'static,
-        i64: diesel::deserialize::FromSql<BigInt, C::Backend>,
-        C: diesel::connection::LoadConnection,
+        C: RowCounter<Self>,
     {
         let (expected, next) = (self.version(), self.version().next());
         let rows = locked_update(self, changes.as_changeset(), None::<()>, expected, true)
@@ -168,10 +165,7 @@ pub trait Versioned: Sized {
             + diesel::AppearsOnTable<Self::Table>,
         LockedUpdate<From<Self>, Self::Key, Self::VersionColumn, Ch::Changeset, Self::Version, X>:
             QueryFragment<C::Backend> + QueryId,
-        CountRows<From<Self>, Self::Key>: QueryFragment<C::Backend> + QueryId,
-        C::Backend: HasSqlType<BigInt> + 'static,
-        i64: diesel::deserialize::FromSql<BigInt, C::Backend>,
-        C: diesel::connection::LoadConnection,
+        C: RowCounter<Self>,
     {
         let (expected, next) = (self.version(), self.version().next());
         let rows = locked_update(
@@ -200,10 +194,7 @@ pub trait Versioned: Sized {
             <&'a Self as AsChangeset>::Changeset,
             Self::Version,
         >: QueryFragment<C::Backend> + QueryId,
-        CountRows<From<Self>, Self::Key>: QueryFragment<C::Backend> + QueryId,
-        C::Backend: HasSqlType<BigInt> + 'static,
-        i64: diesel::deserialize::FromSql<BigInt, C::Backend>,
-        C: diesel::connection::LoadConnection,
+        C: RowCounter<Self>,
     {
         let expected = self.version();
         let next = expected.next();
@@ -216,18 +207,15 @@ pub trait Versioned: Sized {
         finish(self, conn, rows?, expected, next)
     }
 
-    /// `DELETE FROM <table> WHERE <key> AND <version> = v`. Consumes the
-    /// model on success; on error it is handed back inside the error's
-    /// context only as far as the caller kept a copy, so reload and retry.
+    /// `DELETE FROM <table> WHERE <key> AND <version> = v`, one statement.
+    /// A stale version is [`OptimisticLockError::Conflict`] and deletes
+    /// nothing: reload, decide again, and retry.
     fn delete_with_lock<C>(&self, conn: &mut C) -> Result<(), OptimisticLockError>
     where
         C: Connection,
         LockedDelete<From<Self>, Self::Key, Self::VersionColumn, Self::Version>:
             QueryFragment<C::Backend> + QueryId,
-        CountRows<From<Self>, Self::Key>: QueryFragment<C::Backend> + QueryId,
-        C::Backend: HasSqlType<BigInt> + 'static,
-        i64: diesel::deserialize::FromSql<BigInt, C::Backend>,
-        C: diesel::connection::LoadConnection,
+        C: RowCounter<Self>,
     {
         let expected = self.version();
         let query = LockedDelete {
@@ -275,10 +263,7 @@ fn finish<M, C>(
 ) -> Result<(), OptimisticLockError>
 where
     M: Versioned,
-    C: Connection + diesel::connection::LoadConnection,
-    CountRows<From<M>, M::Key>: QueryFragment<C::Backend> + QueryId,
-    C::Backend: HasSqlType<BigInt> + 'static,
-    i64: diesel::deserialize::FromSql<BigInt, C::Backend>,
+    C: RowCounter<M>,
 {
     match rows {
         1 => {
@@ -298,16 +283,9 @@ fn zero_rows<M, C>(
 ) -> Result<OptimisticLockError, OptimisticLockError>
 where
     M: Versioned,
-    C: Connection + diesel::connection::LoadConnection,
-    CountRows<From<M>, M::Key>: QueryFragment<C::Backend> + QueryId,
-    C::Backend: HasSqlType<BigInt> + 'static,
-    i64: diesel::deserialize::FromSql<BigInt, C::Backend>,
+    C: RowCounter<M>,
 {
-    let count: i64 = CountRows {
-        from: M::Table::default().from_clause(),
-        key: model.key(),
-    }
-    .get_result(conn)?;
+    let count = conn.count_rows(model)?;
     let id = model.key_description();
     if count == 0 {
         tracing::debug!(table = M::TABLE_NAME, id = %id, "optimistic lock: row not found");
@@ -448,6 +426,32 @@ impl<F, K, V, N> QueryId for LockedDelete<F, K, V, N> {
 }
 
 impl<F, K, V, N, C> RunQueryDsl<C> for LockedDelete<F, K, V, N> {}
+
+/// A connection that can count a versioned model's row by key: what the
+/// lock methods need, besides running their statement, to tell a conflict
+/// from a deleted row. Implemented for every Diesel connection that can load.
+#[doc(hidden)]
+pub trait RowCounter<M: Versioned>: Connection {
+    /// `SELECT COUNT(*) FROM <table> WHERE <key of model>`.
+    fn count_rows(&mut self, model: &M) -> QueryResult<i64>;
+}
+
+impl<M, C> RowCounter<M> for C
+where
+    M: Versioned,
+    C: Connection + diesel::connection::LoadConnection,
+    CountRows<From<M>, M::Key>: QueryFragment<C::Backend> + QueryId,
+    C::Backend: HasSqlType<BigInt> + 'static,
+    i64: diesel::deserialize::FromSql<BigInt, C::Backend>,
+{
+    fn count_rows(&mut self, model: &M) -> QueryResult<i64> {
+        CountRows {
+            from: M::Table::default().from_clause(),
+            key: model.key(),
+        }
+        .get_result(self)
+    }
+}
 
 /// `SELECT COUNT(*) FROM t WHERE <key>`: tells a conflict from a deleted row.
 #[doc(hidden)]
