@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod migrate;
 mod versioned;
 
 pub use error::ColumnError;

@@ -1,0 +1,657 @@
+//! The re-encryption engine and the census.
+
+use std::collections::BTreeMap;
+
+use manna_crypto::{classify, Format, KeyId, Keyring};
+use zeroize::Zeroizing;
+
+use super::backend::{Bind, MigrationConnection, Rewrite};
+use super::sql::Statements;
+use super::{ensure_audit_tables, MigrationError};
+
+/// Which stored values a run re-encrypts.
+///
+/// ```
+/// use manna_diesel::migrate::{Reencryption, Scope};
+/// let rotate = Reencryption::new("users", "email", "users.email").scope(Scope::PreviousKeys);
+/// # let _ = rotate;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Scope {
+    /// Everything that [`Keyring::needs_reencryption`]: legacy Fernet tokens
+    /// and v1 envelopes under previous keys (`manna migrate`).
+    #[default]
+    All,
+    /// Only v1 envelopes under previous AES keys; Fernet tokens are left
+    /// alone and counted as skipped (`manna rotate`).
+    PreviousKeys,
+}
+
+impl Scope {
+    fn operation(self) -> &'static str {
+        match self {
+            Scope::All => "migrate",
+            Scope::PreviousKeys => "rotate",
+        }
+    }
+}
+
+/// A row a run could not decrypt: its id and the kind of failure (never the value).
+///
+/// ```
+/// use manna_diesel::migrate::InvalidRow;
+/// let row = InvalidRow { id: 7, failure: "envelope is not valid base64url".into() };
+/// assert_eq!(row.id, 7);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidRow {
+    /// The row's id.
+    pub id: i64,
+    /// What went wrong, e.g. "decryption failed: wrong key, wrong context, or tampered data".
+    pub failure: String,
+}
+
+/// What a run did (or, in a dry run, would do).
+///
+/// ```
+/// use manna_diesel::migrate::Report;
+/// let report = Report::default();
+/// assert_eq!(report.converted + report.skipped, 0);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Report {
+    /// The run's id in the audit table (32 hex digits).
+    pub run_id: String,
+    /// Non-NULL values read.
+    pub scanned: u64,
+    /// Values re-encrypted under the primary key and written.
+    pub converted: u64,
+    /// Values left as they were: already under the primary key, or out of
+    /// the run's [`Scope`].
+    pub skipped: u64,
+    /// Values the application changed between the read and the write; they
+    /// were left alone (the application wrote them in the new format).
+    pub changed_concurrently: u64,
+    /// Values that could not be decrypted and were skipped (with
+    /// `skip_invalid`); each is recorded in the audit table.
+    pub invalid: u64,
+    /// The first 100 of those rows (the audit table has all of them).
+    pub invalid_rows: Vec<InvalidRow>,
+    /// Rows needing re-encryption, by the format they were found in:
+    /// `fernet` or `v1:<key id>`.
+    pub from_formats: BTreeMap<String, u64>,
+    /// The last id read; the run has seen every row up to it.
+    pub last_id: Option<i64>,
+    /// Batches read.
+    pub batches: u64,
+    /// Whether this was a dry run (nothing written, no audit row).
+    pub dry_run: bool,
+}
+
+impl Report {
+    fn from_format_summary(&self) -> String {
+        self.from_formats
+            .iter()
+            .map(|(format, n)| format!("{format}={n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A re-encryption run over one column: see the [module docs](super).
+///
+/// The defaults: id column `id`, batches of 1000 rows, [`Scope::All`], an
+/// audit row, stop at the first undecryptable value.
+///
+/// ```
+/// use manna_diesel::migrate::Reencryption;
+/// let job = Reencryption::new("plaid_items", "access_token", "plaid_items.access_token")
+///     .id_column("id")
+///     .batch_size(5000)
+///     .skip_invalid(true);
+/// # let _ = job;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Reencryption {
+    table: String,
+    column: String,
+    id_column: String,
+    context: Vec<u8>,
+    batch_size: usize,
+    scope: Scope,
+    dry_run: bool,
+    skip_invalid: bool,
+    audit: bool,
+}
+
+/// The largest batch: MySQL takes at most 65,535 bind parameters, three per row.
+const MAX_BATCH: usize = 20_000;
+
+enum Plan {
+    Skip,
+    Rewrite { new: String, from: String },
+    Invalid(String),
+}
+
+impl Reencryption {
+    /// A run over `table.column`, whose values were encrypted with `context`
+    /// (the `#[manna(context = ...)]` of the column's type).
+    ///
+    /// Names are used exactly as given (quoted; case-sensitive on
+    /// PostgreSQL). `table` may be `schema.table`. The id column must be an
+    /// integer key (`INTEGER`/`BIGINT`).
+    ///
+    /// ```
+    /// # use manna_diesel::migrate::Reencryption;
+    /// let job = Reencryption::new("app.users", "email", "users.email");
+    /// # let _ = job;
+    /// ```
+    pub fn new(table: &str, column: &str, context: impl Into<Vec<u8>>) -> Self {
+        Self {
+            table: table.to_owned(),
+            column: column.to_owned(),
+            id_column: "id".to_owned(),
+            context: context.into(),
+            batch_size: 1000,
+            scope: Scope::All,
+            dry_run: false,
+            skip_invalid: false,
+            audit: true,
+        }
+    }
+
+    /// The integer key to page by (default `id`).
+    ///
+    /// ```
+    /// # use manna_diesel::migrate::Reencryption;
+    /// let job = Reencryption::new("users", "email", "users.email").id_column("user_id");
+    /// # let _ = job;
+    /// ```
+    pub fn id_column(mut self, id_column: &str) -> Self {
+        id_column.clone_into(&mut self.id_column);
+        self
+    }
+
+    /// Rows per batch and per transaction (default 1000, at most 20,000).
+    ///
+    /// ```
+    /// # use manna_diesel::migrate::Reencryption;
+    /// let job = Reencryption::new("users", "email", "users.email").batch_size(500);
+    /// # let _ = job;
+    /// ```
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Which values to re-encrypt (default [`Scope::All`]).
+    ///
+    /// ```
+    /// # use manna_diesel::migrate::{Reencryption, Scope};
+    /// let job = Reencryption::new("users", "email", "users.email").scope(Scope::PreviousKeys);
+    /// # let _ = job;
+    /// ```
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// Read and decrypt everything, count what would change, write nothing
+    /// (no audit row either).
+    ///
+    /// ```
+    /// # use manna_diesel::migrate::Reencryption;
+    /// let job = Reencryption::new("users", "email", "users.email").dry_run(true);
+    /// # let _ = job;
+    /// ```
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Skip undecryptable values and record them in
+    /// `manna_encryption_audit_invalid_rows`, instead of stopping.
+    ///
+    /// ```
+    /// # use manna_diesel::migrate::Reencryption;
+    /// let job = Reencryption::new("users", "email", "users.email").skip_invalid(true);
+    /// # let _ = job;
+    /// ```
+    pub fn skip_invalid(mut self, skip_invalid: bool) -> Self {
+        self.skip_invalid = skip_invalid;
+        self
+    }
+
+    /// Record the run in the audit tables (default `true`; they are created
+    /// when missing).
+    ///
+    /// ```
+    /// # use manna_diesel::migrate::Reencryption;
+    /// let job = Reencryption::new("users", "email", "users.email").audit(false);
+    /// # let _ = job;
+    /// ```
+    pub fn audit(mut self, audit: bool) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// The table this run works on.
+    ///
+    /// ```
+    /// # use manna_diesel::migrate::Reencryption;
+    /// assert_eq!(Reencryption::new("users", "email", "users.email").table(), "users");
+    /// ```
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The column this run works on.
+    ///
+    /// ```
+    /// # use manna_diesel::migrate::Reencryption;
+    /// assert_eq!(Reencryption::new("users", "email", "users.email").column(), "email");
+    /// ```
+    pub fn column(&self) -> &str {
+        &self.column
+    }
+
+    /// Runs to the end of the table. See [`Reencryption::run_with_progress`].
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use manna_crypto::{Key, Keyring};
+    /// # use manna_diesel::migrate::Reencryption;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut conn = SqliteConnection::establish(":memory:")?;
+    /// diesel::sql_query("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)").execute(&mut conn)?;
+    /// diesel::sql_query("INSERT INTO users VALUES (1, NULL)").execute(&mut conn)?;
+    /// let ring = Keyring::builder(Key::generate()?).build()?;
+    /// let report = Reencryption::new("users", "email", "users.email").run(&mut conn, &ring)?;
+    /// assert_eq!(report.scanned, 0, "NULLs are left alone");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn run<C: MigrationConnection>(
+        &self,
+        conn: &mut C,
+        keyring: &Keyring,
+    ) -> Result<Report, MigrationError> {
+        self.run_with_progress(conn, keyring, |_| {})
+    }
+
+    /// Runs to the end of the table, calling `progress` after every batch
+    /// with the counts so far.
+    ///
+    /// On success the audit row's status is `completed`; when the run
+    /// stops, `failed`, with the error (row ids and kinds of failure, never
+    /// values). A killed run's row stays `running` with the counts of its
+    /// last committed batch; running again finishes the job.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use manna_crypto::{Key, Keyring};
+    /// # use manna_diesel::migrate::Reencryption;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)").execute(&mut conn)?;
+    /// # let ring = Keyring::builder(Key::generate()?).build()?;
+    /// let mut batches = 0;
+    /// Reencryption::new("users", "email", "users.email")
+    ///     .run_with_progress(&mut conn, &ring, |report| batches = report.batches)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn run_with_progress<C: MigrationConnection>(
+        &self,
+        conn: &mut C,
+        keyring: &Keyring,
+        mut progress: impl FnMut(&Report),
+    ) -> Result<Report, MigrationError> {
+        if !(1..=MAX_BATCH).contains(&self.batch_size) {
+            return Err(MigrationError::InvalidBatchSize(self.batch_size));
+        }
+        let statements = Statements::new(
+            C::DIALECT,
+            &self.table,
+            &self.id_column,
+            &self.column,
+            self.batch_size,
+        )?;
+        let mut report = Report {
+            run_id: new_run_id()?,
+            dry_run: self.dry_run,
+            ..Report::default()
+        };
+        let audited = self.audit && !self.dry_run;
+        if audited {
+            ensure_audit_tables(conn)?;
+            let key_id = keyring.primary_key_id().to_string();
+            conn.execute_binds(
+                &statements.audit_start(),
+                &[
+                    Bind::Text(&report.run_id),
+                    Bind::Text(self.scope.operation()),
+                    Bind::Text(&self.table),
+                    Bind::Text(&self.column),
+                    Bind::Text(&key_id),
+                ],
+            )?;
+        }
+        tracing::info!(
+            run_id = %report.run_id,
+            table = %self.table,
+            column = %self.column,
+            operation = self.scope.operation(),
+            dry_run = self.dry_run,
+            "re-encryption started"
+        );
+
+        let outcome = self.batches(
+            conn,
+            keyring,
+            &statements,
+            &mut report,
+            audited,
+            &mut progress,
+        );
+
+        if audited {
+            let (status, error) = match &outcome {
+                Ok(()) => ("completed", None),
+                Err(e) => ("failed", Some(e.to_string())),
+            };
+            let finish = conn
+                .execute_binds(
+                    &statements.audit_progress(),
+                    &progress_binds(&report, &report.from_format_summary()),
+                )
+                .and_then(|_| {
+                    conn.execute_binds(
+                        &statements.audit_finish(),
+                        &[
+                            Bind::Text(status),
+                            Bind::OptText(error.as_deref()),
+                            Bind::Text(&report.run_id),
+                        ],
+                    )
+                });
+            if let Err(e) = finish {
+                tracing::warn!(run_id = %report.run_id, error = %e, "could not record the end of the run in the audit table");
+            }
+        }
+        match outcome {
+            Ok(()) => {
+                tracing::info!(
+                    run_id = %report.run_id,
+                    converted = report.converted,
+                    skipped = report.skipped,
+                    changed_concurrently = report.changed_concurrently,
+                    invalid = report.invalid,
+                    "re-encryption finished"
+                );
+                Ok(report)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn batches<C: MigrationConnection>(
+        &self,
+        conn: &mut C,
+        keyring: &Keyring,
+        statements: &Statements,
+        report: &mut Report,
+        audited: bool,
+        progress: &mut impl FnMut(&Report),
+    ) -> Result<(), MigrationError> {
+        let mut after = i64::MIN;
+        loop {
+            let rows = conn.fetch_page(&statements.page, after)?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            after = last.id;
+
+            let mut rewrites = Vec::new();
+            let mut invalid = Vec::new();
+            let mut skipped = 0;
+            let mut from_formats: BTreeMap<String, u64> = BTreeMap::new();
+            for row in rows {
+                let Some(old) = row.value else { continue };
+                match self.plan(keyring, &old)? {
+                    Plan::Skip => skipped += 1,
+                    Plan::Rewrite { new, from } => {
+                        *from_formats.entry(from).or_default() += 1;
+                        rewrites.push(Rewrite {
+                            id: row.id,
+                            old,
+                            new,
+                        });
+                    }
+                    Plan::Invalid(failure) => invalid.push(InvalidRow {
+                        id: row.id,
+                        failure,
+                    }),
+                }
+            }
+            if !invalid.is_empty() && !self.skip_invalid {
+                return Err(MigrationError::InvalidRows { rows: invalid });
+            }
+
+            let planned = rewrites.len() as u64;
+            let mut next = report.clone();
+            next.batches += 1;
+            next.scanned += planned + skipped + invalid.len() as u64;
+            next.skipped += skipped;
+            next.invalid += invalid.len() as u64;
+            next.last_id = Some(after);
+            for (format, n) in from_formats {
+                *next.from_formats.entry(format).or_default() += n;
+            }
+
+            if self.dry_run {
+                next.converted += planned;
+            } else if !rewrites.is_empty() || !invalid.is_empty() {
+                let from_summary = next.from_format_summary();
+                let next = &mut next;
+                conn.transaction::<_, MigrationError, _>(|conn| {
+                    let written = conn.write_batch(statements, &rewrites)? as u64;
+                    next.converted += written;
+                    next.changed_concurrently += planned - written.min(planned);
+                    if audited {
+                        for row in &invalid {
+                            conn.execute_binds(
+                                &statements.audit_invalid_row(),
+                                &[
+                                    Bind::Text(&next.run_id),
+                                    Bind::BigInt(row.id),
+                                    Bind::Text(&row.failure),
+                                ],
+                            )?;
+                        }
+                        conn.execute_binds(
+                            &statements.audit_progress(),
+                            &progress_binds(next, &from_summary),
+                        )?;
+                    }
+                    Ok(())
+                })?;
+            }
+            for row in invalid {
+                tracing::warn!(id = row.id, failure = %row.failure, "skipped a value that cannot be decrypted");
+                if next.invalid_rows.len() < 100 {
+                    next.invalid_rows.push(row);
+                }
+            }
+            *report = next;
+            progress(report);
+        }
+    }
+
+    fn plan(&self, keyring: &Keyring, old: &str) -> Result<Plan, MigrationError> {
+        let from = match classify(old) {
+            Format::V1 { key_id } if key_id == keyring.primary_key_id() => return Ok(Plan::Skip),
+            Format::Fernet if self.scope == Scope::PreviousKeys => return Ok(Plan::Skip),
+            Format::V1 { key_id } => format!("v1:{key_id}"),
+            Format::Fernet => "fernet".to_owned(),
+            _ => {
+                return Ok(Plan::Invalid(
+                    manna_crypto::Error::UnknownFormat.to_string(),
+                ))
+            }
+        };
+        let plain = match keyring.decrypt_text(old, &self.context) {
+            Ok(plain) => Zeroizing::new(plain),
+            Err(e) => return Ok(Plan::Invalid(e.to_string())),
+        };
+        let new = keyring
+            .encrypt_to_text(&plain, &self.context)
+            .map_err(MigrationError::Crypto)?;
+        Ok(Plan::Rewrite { new, from })
+    }
+}
+
+fn progress_binds<'a>(report: &'a Report, from_summary: &'a str) -> [Bind<'a>; 7] {
+    [
+        Bind::BigInt(saturating_i64(report.converted)),
+        Bind::BigInt(saturating_i64(report.skipped)),
+        Bind::BigInt(saturating_i64(report.changed_concurrently)),
+        Bind::BigInt(saturating_i64(report.invalid)),
+        Bind::OptBigInt(report.last_id),
+        Bind::OptText((!from_summary.is_empty()).then_some(from_summary)),
+        Bind::Text(&report.run_id),
+    ]
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn new_run_id() -> Result<String, MigrationError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|_| MigrationError::Crypto(manna_crypto::Error::Rng))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// How a column's values are stored: counts per format and key id.
+/// `manna verify` prints it.
+///
+/// ```
+/// use manna_diesel::migrate::Census;
+/// let census = Census::default();
+/// assert_eq!(census.total, 0);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Census {
+    /// Rows read.
+    pub total: u64,
+    /// NULL values.
+    pub null: u64,
+    /// Legacy Fernet tokens.
+    pub fernet: u64,
+    /// v1 envelopes, per key id (from the header; not decrypted).
+    pub v1: BTreeMap<KeyId, u64>,
+    /// Values that are neither.
+    pub unrecognized: u64,
+}
+
+impl Census {
+    /// Values that are not NULL and not v1 under `keyring`'s primary key.
+    ///
+    /// ```
+    /// # use manna_diesel::migrate::Census;
+    /// # let ring = manna_crypto::Keyring::builder(manna_crypto::Key::generate()?).build()?;
+    /// assert_eq!(Census::default().remaining(&ring), 0);
+    /// # Ok::<(), manna_crypto::Error>(())
+    /// ```
+    pub fn remaining(&self, keyring: &Keyring) -> u64 {
+        let primary = keyring.primary_key_id();
+        self.fernet
+            + self.unrecognized
+            + self
+                .v1
+                .iter()
+                .filter(|(id, _)| **id != primary)
+                .map(|(_, n)| n)
+                .sum::<u64>()
+    }
+
+    /// True when every value is NULL or v1 under the primary key: then the
+    /// legacy and previous keys can be retired.
+    ///
+    /// ```
+    /// # use manna_diesel::migrate::Census;
+    /// # let ring = manna_crypto::Keyring::builder(manna_crypto::Key::generate()?).build()?;
+    /// assert!(Census::default().is_complete(&ring));
+    /// # Ok::<(), manna_crypto::Error>(())
+    /// ```
+    pub fn is_complete(&self, keyring: &Keyring) -> bool {
+        self.remaining(keyring) == 0
+    }
+}
+
+/// Counts `table.column`'s values per format and key id, paging by
+/// `id_column` (memory stays flat). Nothing is decrypted.
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use manna_diesel::migrate::census;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut conn = SqliteConnection::establish(":memory:")?;
+/// diesel::sql_query("CREATE TABLE t (id INTEGER PRIMARY KEY, c TEXT)").execute(&mut conn)?;
+/// diesel::sql_query("INSERT INTO t VALUES (1, NULL), (2, 'gAAAAABl'), (3, 'plain')").execute(&mut conn)?;
+/// let counts = census(&mut conn, "t", "c", "id")?;
+/// assert_eq!((counts.total, counts.null, counts.fernet, counts.unrecognized), (3, 1, 1, 1));
+/// # Ok(())
+/// # }
+/// ```
+pub fn census<C: MigrationConnection>(
+    conn: &mut C,
+    table: &str,
+    column: &str,
+    id_column: &str,
+) -> Result<Census, MigrationError> {
+    let statements = Statements::new(C::DIALECT, table, id_column, column, 5000)?;
+    let mut census = Census::default();
+    let mut after = i64::MIN;
+    loop {
+        let rows = conn.fetch_page(&statements.census_page, after)?;
+        let Some(last) = rows.last() else {
+            return Ok(census);
+        };
+        after = last.id;
+        for row in rows {
+            census.total += 1;
+            match row.value.as_deref().map(classify) {
+                None => census.null += 1,
+                Some(Format::Fernet) => census.fernet += 1,
+                Some(Format::V1 { key_id }) => *census.v1.entry(key_id).or_default() += 1,
+                Some(_) => census.unrecognized += 1,
+            }
+        }
+    }
+}
+
+/// The number of non-NULL values in `table.column` (for progress bars).
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut conn = SqliteConnection::establish(":memory:")?;
+/// diesel::sql_query("CREATE TABLE t (id INTEGER PRIMARY KEY, c TEXT)").execute(&mut conn)?;
+/// assert_eq!(manna_diesel::migrate::count_values(&mut conn, "t", "c")?, 0);
+/// # Ok(())
+/// # }
+/// ```
+pub fn count_values<C: MigrationConnection>(
+    conn: &mut C,
+    table: &str,
+    column: &str,
+) -> Result<u64, MigrationError> {
+    let statements = Statements::new(C::DIALECT, table, "id", column, 1)?;
+    let n = conn.count(&statements.count)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
