@@ -91,7 +91,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn from_format_summary(&self) -> String {
+    fn formats_found(&self) -> String {
         self.from_formats
             .iter()
             .map(|(format, n)| format!("{format}={n}"))
@@ -365,7 +365,7 @@ impl Reencryption {
             let finish = conn
                 .execute_binds(
                     &statements.audit_progress(),
-                    &progress_binds(&report, &report.from_format_summary()),
+                    &progress_binds(&report, &report.formats_found()),
                 )
                 .and_then(|_| {
                     conn.execute_binds(
@@ -454,7 +454,7 @@ impl Reencryption {
             if self.dry_run {
                 next.converted += planned;
             } else if !rewrites.is_empty() || !invalid.is_empty() {
-                let from_summary = next.from_format_summary();
+                let from_summary = next.formats_found();
                 let next = &mut next;
                 conn.transaction::<_, MigrationError, _>(|conn| {
                     let written = conn.write_batch(statements, &rewrites)? as u64;

@@ -120,6 +120,7 @@ impl Statements {
     }
 
     /// PostgreSQL: the whole batch as three arrays, one statement.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn cas_unnest(&self) -> String {
         let Self {
             table, id, column, ..
@@ -134,6 +135,7 @@ impl Statements {
     /// MySQL/MariaDB: the whole batch as a derived table, one statement.
     /// The comparison is binary, so a case-insensitive collation cannot
     /// match a different value.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     pub(crate) fn cas_derived_table(&self, rows: usize) -> String {
         let Self {
             table, id, column, ..
@@ -151,6 +153,7 @@ impl Statements {
     }
 
     /// SQLite: one row per statement (in one transaction; SQLite is in-process).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn cas_one(&self) -> String {
         let Self {
             table, id, column, ..
