@@ -14,6 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use manna_crypto::Keyring;
+use manna_diesel::migrate::{census, Reencryption};
 use manna_diesel::{retry_on_conflict, Encrypted, RetryPolicy, Versioned};
 
 /// The project's migrations, compiled in.
@@ -230,6 +231,26 @@ macro_rules! demo {
             written.version,
             written.access_token.0,
             written.notes.as_ref().map_or("NULL", |n| n.0.as_str()),
+        );
+
+        // The Fernet -> AES-256-GCM upgrade (what `manna migrate` runs), while
+        // the application keeps writing: batches, compare-and-swap, audited.
+        println!();
+        let ring = manna_crypto::default_keyring()?;
+        let report = Reencryption::new("plaid_items", "access_token", "plaid_items.access_token")
+            .run(conn, &ring)?;
+        let row3: Stored =
+            diesel::sql_query("SELECT id, access_token, notes FROM plaid_items WHERE id = 3").get_result(conn)?;
+        println!(
+            "upgrade:  {} Fernet token(s) re-encrypted, {} value(s) already current; row 3 now holds {}",
+            report.converted,
+            report.skipped,
+            short(&row3.access_token)
+        );
+        let counts = census(conn, "plaid_items", "access_token", "id")?;
+        println!(
+            "verify:   {} -> the legacy Fernet key can be retired for this column",
+            if counts.is_complete(&ring) { "every value is v1 under the primary key" } else { "values remain" }
         );
     }};
 }

@@ -8,7 +8,7 @@ use diesel::Connection;
 use indicatif::{ProgressBar, ProgressStyle};
 use manna_crypto::Keyring;
 use manna_diesel::migrate::{
-    census, count_values, Census, MigrationConnection, Reencryption, Report, Scope,
+    census, id_range, Census, MigrationConnection, Reencryption, Report, Scope,
 };
 
 use crate::Failure;
@@ -152,9 +152,9 @@ struct MigrateJob {
 
 impl OnConnection for MigrateJob {
     fn run<C: MigrationConnection>(self, conn: &mut C) -> Result<(), Failure> {
-        let total = count_values(conn, self.job.table(), self.job.column())?;
+        let range = id_range(conn, self.job.table(), self.job.id_column_name())?;
         let started = Instant::now();
-        let mut progress = Progress::new(total);
+        let mut progress = Progress::new(range);
         let outcome = self
             .job
             .run_with_progress(conn, &self.keyring, |report| progress.update(report));
@@ -170,20 +170,26 @@ impl OnConnection for MigrateJob {
 }
 
 /// A progress bar on a terminal; otherwise a log line every few seconds.
+///
+/// Progress is how far the last id read is through the table's id range:
+/// known up front from the primary key index, without counting rows.
 struct Progress {
     bar: Option<ProgressBar>,
-    total: u64,
+    range: Option<(i64, i64)>,
     started: Instant,
     last_line: Instant,
 }
 
+/// Steps of the progress bar.
+const STEPS: u64 = 10_000;
+
 impl Progress {
-    fn new(total: u64) -> Self {
+    fn new(range: Option<(i64, i64)>) -> Self {
         let bar = io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total);
+            let bar = ProgressBar::new(STEPS);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows ({per_sec}, ETA {eta}) {msg}",
+                    "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% ETA {eta} {msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
@@ -192,19 +198,32 @@ impl Progress {
         let now = Instant::now();
         Self {
             bar,
-            total,
+            range,
             started: now,
             last_line: now,
         }
     }
 
+    /// The fraction of the id range done.
+    fn fraction(&self, report: &Report) -> f64 {
+        match (self.range, report.last_id) {
+            (Some((lo, hi)), Some(id)) if hi > lo => {
+                ((id as f64 - lo as f64) / (hi as f64 - lo as f64)).clamp(0.0, 1.0)
+            }
+            (_, Some(_)) => 1.0,
+            _ => 0.0,
+        }
+    }
+
     fn update(&mut self, report: &Report) {
-        let done = report.scanned;
+        let fraction = self.fraction(report);
+        let secs = self.started.elapsed().as_secs_f64();
+        let rate = report.scanned as f64 / secs.max(1e-9);
         if let Some(bar) = &self.bar {
-            bar.set_position(done);
+            bar.set_position((fraction * STEPS as f64) as u64);
             bar.set_message(format!(
-                "{} converted, {} skipped",
-                report.converted, report.skipped
+                "{} rows read, {} re-encrypted, {rate:.0} rows/s",
+                report.scanned, report.converted
             ));
             return;
         }
@@ -212,16 +231,13 @@ impl Progress {
             return;
         }
         self.last_line = Instant::now();
-        let secs = self.started.elapsed().as_secs_f64();
-        let rate = done as f64 / secs.max(1e-9);
-        let eta = self.total.saturating_sub(done) as f64 / rate.max(1e-9);
+        let eta = secs * (1.0 - fraction) / fraction.max(1e-9);
         let _ = writeln!(
             io::stderr(),
-            "manna: {done}/{} rows read, {} converted, {:.0} rows/s, ETA {:.0} s",
-            self.total,
+            "manna: {:.0}% ({} rows read, {} re-encrypted), {rate:.0} rows/s, ETA {eta:.0} s",
+            fraction * 100.0,
+            report.scanned,
             report.converted,
-            rate,
-            eta
         );
     }
 

@@ -177,7 +177,9 @@ fn verify(url: &str) -> Output {
     ])
 }
 
-/// verify (3: incomplete) -> migrate (0) -> verify (0) -> migrate again (nothing to do).
+/// verify (3: incomplete) -> migrate (0) -> verify (0) -> migrate again
+/// (nothing to do), on 20,000 rows: 2,000 NULL, 2,000 under the previous
+/// key, 16,000 Fernet tokens.
 fn migrate_then_verify(url: &str) {
     let before = verify(url);
     assert_eq!(before.status.code(), Some(3), "{}", text(&before.stderr));
@@ -199,7 +201,12 @@ fn migrate_then_verify(url: &str) {
         summary.contains("migrate items.secret: completed"),
         "{summary}"
     );
-    assert_eq!(field(&summary, "re-encrypted"), 1800);
+    assert_eq!(field(&summary, "re-encrypted"), 18_000);
+    assert_eq!(field(&summary, "left as they were"), 0);
+    assert!(
+        summary.contains("found                           fernet=16000, v1:"),
+        "{summary}"
+    );
 
     let after = verify(url);
     assert_eq!(after.status.code(), Some(0), "{}", text(&after.stdout));
@@ -208,30 +215,91 @@ fn migrate_then_verify(url: &str) {
     let again = run(&migrate_args(url, &[]));
     assert_eq!(again.status.code(), Some(0));
     assert_eq!(field(&text(&again.stdout), "re-encrypted"), 0);
+    assert_eq!(field(&text(&again.stdout), "left as they were"), 18_000);
+}
+
+#[derive(QueryableByName, Debug, PartialEq)]
+struct Audit {
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = BigInt)]
+    rows_converted: i64,
+    #[diesel(sql_type = BigInt)]
+    rows_skipped: i64,
+    #[diesel(sql_type = BigInt)]
+    rows_changed_concurrently: i64,
+    #[diesel(sql_type = BigInt)]
+    rows_invalid: i64,
+}
+
+const AUDIT: &str =
+    "SELECT status, rows_converted, rows_skipped, rows_changed_concurrently, rows_invalid \
+     FROM manna_encryption_audit ORDER BY started_at, rows_converted DESC";
+
+/// The two runs of `migrate_then_verify`, as the audit table has them.
+macro_rules! assert_audited {
+    ($conn:expr) => {{
+        let rows: Vec<Audit> = diesel::sql_query(AUDIT).load($conn).expect("audit");
+        let counts: Vec<_> = rows
+            .iter()
+            .map(|a| {
+                (
+                    a.status.as_str(),
+                    a.rows_converted,
+                    a.rows_skipped,
+                    a.rows_changed_concurrently,
+                    a.rows_invalid,
+                )
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("completed", 18_000, 0, 0, 0),
+                ("completed", 0, 18_000, 0, 0)
+            ]
+        );
+    }};
 }
 
 #[test]
 fn postgres_migrate_and_verify() {
     let db = common::PgDb::new();
-    fill!(&mut db.conn(), 2_000);
+    fill!(&mut db.conn(), 20_000);
     migrate_then_verify(&db.scoped_url());
-    assert_complete!(&mut db.conn(), 2_000);
+    assert_complete!(&mut db.conn(), 20_000);
+    assert_audited!(&mut db.conn());
 }
 
 #[test]
 fn mariadb_migrate_and_verify() {
     let db = common::MysqlDb::new();
-    fill!(&mut db.conn(), 2_000);
+    fill!(&mut db.conn(), 20_000);
     migrate_then_verify(&db.url.replacen("mysql://", "mariadb://", 1));
-    assert_complete!(&mut db.conn(), 2_000);
+    assert_complete!(&mut db.conn(), 20_000);
+    assert_audited!(&mut db.conn());
 }
 
 #[test]
 fn sqlite_migrate_and_verify() {
     let db = common::SqliteDb::new();
-    fill!(&mut db.conn(), 2_000);
+    fill!(&mut db.conn(), 20_000);
     migrate_then_verify(&format!("sqlite://{}", db.url));
-    assert_complete!(&mut db.conn(), 2_000);
+    assert_complete!(&mut db.conn(), 20_000);
+    assert_audited!(&mut db.conn());
+}
+
+#[test]
+fn dry_run_reports_and_writes_nothing() {
+    let db = common::SqliteDb::new();
+    fill!(&mut db.conn(), 1_000);
+    let out = run(&migrate_args(&db.url, &["--dry-run"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let summary = text(&out.stdout);
+    assert!(summary.contains("(dry run: nothing written)"), "{summary}");
+    assert_eq!(field(&summary, "would be re-encrypted"), 900);
+    let after = text(&verify(&db.url).stdout);
+    assert_eq!(field(&after, "Fernet (legacy)"), 800);
 }
 
 #[test]

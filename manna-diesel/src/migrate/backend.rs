@@ -25,9 +25,9 @@ pub trait MigrationConnection: Connection + sealed::Sealed {
     #[doc(hidden)]
     fn fetch_page(&mut self, sql: &str, after: i64) -> QueryResult<Vec<PageRow>>;
 
-    /// `SELECT COUNT(*) AS n ...`.
+    /// `SELECT MIN(id) AS lo, MAX(id) AS hi ...`.
     #[doc(hidden)]
-    fn count(&mut self, sql: &str) -> QueryResult<i64>;
+    fn id_range(&mut self, sql: &str) -> QueryResult<(Option<i64>, Option<i64>)>;
 
     /// Runs a statement with positional binds; returns the affected rows.
     #[doc(hidden)]
@@ -73,9 +73,11 @@ pub enum Bind<'a> {
 }
 
 #[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
+struct IdRange {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    lo: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    hi: Option<i64>,
 }
 
 macro_rules! common {
@@ -84,10 +86,10 @@ macro_rules! common {
             diesel::sql_query(sql).bind::<BigInt, _>(after).load(self)
         }
 
-        fn count(&mut self, sql: &str) -> QueryResult<i64> {
+        fn id_range(&mut self, sql: &str) -> QueryResult<(Option<i64>, Option<i64>)> {
             diesel::sql_query(sql)
-                .get_result::<Count>(self)
-                .map(|c| c.n)
+                .get_result::<IdRange>(self)
+                .map(|r| (r.lo, r.hi))
         }
 
         fn execute_binds(&mut self, sql: &str, binds: &[Bind<'_>]) -> QueryResult<usize> {

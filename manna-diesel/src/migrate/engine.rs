@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use manna_crypto::{classify, Format, KeyId, Keyring};
 use zeroize::Zeroizing;
 
-use super::backend::{Bind, MigrationConnection, Rewrite};
+use super::backend::{Bind, MigrationConnection, PageRow, Rewrite};
 use super::sql::Statements;
 use super::{ensure_audit_tables, MigrationError};
 
@@ -129,6 +129,16 @@ pub struct Reencryption {
 /// The largest batch: MySQL takes at most 65,535 bind parameters, three per row.
 const MAX_BATCH: usize = 20_000;
 
+/// One page, planned: what to write and what was found.
+#[derive(Default)]
+struct Batch {
+    rewrites: Vec<Rewrite>,
+    invalid: Vec<InvalidRow>,
+    skipped: u64,
+    from_formats: BTreeMap<String, u64>,
+    last_id: Option<i64>,
+}
+
 enum Plan {
     Skip,
     Rewrite { new: String, from: String },
@@ -245,6 +255,16 @@ impl Reencryption {
     /// ```
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// The id column this run pages by.
+    ///
+    /// ```
+    /// # use manna_diesel::migrate::Reencryption;
+    /// assert_eq!(Reencryption::new("users", "email", "users.email").id_column_name(), "id");
+    /// ```
+    pub fn id_column_name(&self) -> &str {
+        &self.id_column
     }
 
     /// The column this run works on.
@@ -397,6 +417,10 @@ impl Reencryption {
         }
     }
 
+    /// Pages through the table. The crypto of one batch runs on a worker
+    /// thread while this thread commits the batch before it and fetches the
+    /// one after, so the database never waits for the CPU work. Batches are
+    /// still committed in id order, each one only after it was fully planned.
     fn batches<C: MigrationConnection>(
         &self,
         conn: &mut C,
@@ -406,88 +430,130 @@ impl Reencryption {
         audited: bool,
         progress: &mut impl FnMut(&Report),
     ) -> Result<(), MigrationError> {
-        let mut after = i64::MIN;
-        loop {
-            let rows = conn.fetch_page(&statements.page, after)?;
-            let Some(last) = rows.last() else {
-                return Ok(());
-            };
-            after = last.id;
-
-            let mut rewrites = Vec::new();
-            let mut invalid = Vec::new();
-            let mut skipped = 0;
-            let mut from_formats: BTreeMap<String, u64> = BTreeMap::new();
-            for row in rows {
-                let Some(old) = row.value else { continue };
-                match self.plan(keyring, &old)? {
-                    Plan::Skip => skipped += 1,
-                    Plan::Rewrite { new, from } => {
-                        *from_formats.entry(from).or_default() += 1;
-                        rewrites.push(Rewrite {
-                            id: row.id,
-                            old,
-                            new,
-                        });
-                    }
-                    Plan::Invalid(failure) => invalid.push(InvalidRow {
-                        id: row.id,
-                        failure,
-                    }),
+        std::thread::scope(|scope| {
+            let mut rows = conn.fetch_page(&statements.page, i64::MIN)?;
+            let mut pending: Option<Batch> = None;
+            while let Some(last) = rows.last() {
+                let after = last.id;
+                let worker = scope.spawn(move || self.plan_batch(keyring, rows));
+                let io = match pending.take() {
+                    Some(batch) => self
+                        .commit(conn, statements, report, audited, batch, progress)
+                        .and_then(|()| Ok(conn.fetch_page(&statements.page, after)?)),
+                    None => conn.fetch_page(&statements.page, after).map_err(Into::into),
+                };
+                let batch = worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                let next = io?;
+                if !batch.invalid.is_empty() && !self.skip_invalid {
+                    return Err(MigrationError::InvalidRows {
+                        rows: batch.invalid,
+                    });
                 }
+                pending = Some(batch);
+                rows = next;
             }
-            if !invalid.is_empty() && !self.skip_invalid {
-                return Err(MigrationError::InvalidRows { rows: invalid });
+            match pending {
+                Some(batch) => self.commit(conn, statements, report, audited, batch, progress),
+                None => Ok(()),
             }
+        })
+    }
 
-            let planned = rewrites.len() as u64;
-            let mut next = report.clone();
-            next.batches += 1;
-            next.scanned += planned + skipped + invalid.len() as u64;
-            next.skipped += skipped;
-            next.invalid += invalid.len() as u64;
-            next.last_id = Some(after);
-            for (format, n) in from_formats {
-                *next.from_formats.entry(format).or_default() += n;
+    /// Decides, and for rewrites computes, every row's new value.
+    fn plan_batch(&self, keyring: &Keyring, rows: Vec<PageRow>) -> Result<Batch, MigrationError> {
+        let mut batch = Batch {
+            last_id: rows.last().map(|r| r.id),
+            ..Batch::default()
+        };
+        for row in rows {
+            let Some(old) = row.value else { continue };
+            match self.plan(keyring, &old)? {
+                Plan::Skip => batch.skipped += 1,
+                Plan::Rewrite { new, from } => {
+                    *batch.from_formats.entry(from).or_default() += 1;
+                    batch.rewrites.push(Rewrite {
+                        id: row.id,
+                        old,
+                        new,
+                    });
+                }
+                Plan::Invalid(failure) => batch.invalid.push(InvalidRow {
+                    id: row.id,
+                    failure,
+                }),
             }
+        }
+        Ok(batch)
+    }
 
-            if self.dry_run {
-                next.converted += planned;
-            } else if !rewrites.is_empty() || !invalid.is_empty() {
-                let from_summary = next.formats_found();
-                let next = &mut next;
-                conn.transaction::<_, MigrationError, _>(|conn| {
-                    let written = conn.write_batch(statements, &rewrites)? as u64;
-                    next.converted += written;
-                    next.changed_concurrently += planned - written.min(planned);
-                    if audited {
-                        for row in &invalid {
-                            conn.execute_binds(
-                                &statements.audit_invalid_row(),
-                                &[
-                                    Bind::Text(&next.run_id),
-                                    Bind::BigInt(row.id),
-                                    Bind::Text(&row.failure),
-                                ],
-                            )?;
-                        }
+    /// Writes one planned batch (compare-and-swap) and its audit progress in
+    /// one transaction, then reports progress.
+    fn commit<C: MigrationConnection>(
+        &self,
+        conn: &mut C,
+        statements: &Statements,
+        report: &mut Report,
+        audited: bool,
+        batch: Batch,
+        progress: &mut impl FnMut(&Report),
+    ) -> Result<(), MigrationError> {
+        let Batch {
+            rewrites,
+            invalid,
+            skipped,
+            from_formats,
+            last_id,
+        } = batch;
+        let planned = rewrites.len() as u64;
+        let mut next = report.clone();
+        next.batches += 1;
+        next.scanned += planned + skipped + invalid.len() as u64;
+        next.skipped += skipped;
+        next.invalid += invalid.len() as u64;
+        next.last_id = last_id;
+        for (format, n) in from_formats {
+            *next.from_formats.entry(format).or_default() += n;
+        }
+
+        if self.dry_run {
+            next.converted += planned;
+        } else if !rewrites.is_empty() || !invalid.is_empty() {
+            let from_summary = next.formats_found();
+            let next = &mut next;
+            conn.transaction::<_, MigrationError, _>(|conn| {
+                let written = conn.write_batch(statements, &rewrites)? as u64;
+                next.converted += written;
+                next.changed_concurrently += planned - written.min(planned);
+                if audited {
+                    for row in &invalid {
                         conn.execute_binds(
-                            &statements.audit_progress(),
-                            &progress_binds(next, &from_summary),
+                            &statements.audit_invalid_row(),
+                            &[
+                                Bind::Text(&next.run_id),
+                                Bind::BigInt(row.id),
+                                Bind::Text(&row.failure),
+                            ],
                         )?;
                     }
-                    Ok(())
-                })?;
-            }
-            for row in invalid {
-                tracing::warn!(id = row.id, failure = %row.failure, "skipped a value that cannot be decrypted");
-                if next.invalid_rows.len() < 100 {
-                    next.invalid_rows.push(row);
+                    conn.execute_binds(
+                        &statements.audit_progress(),
+                        &progress_binds(next, &from_summary),
+                    )?;
                 }
-            }
-            *report = next;
-            progress(report);
+                Ok(())
+            })?;
         }
+        for row in invalid {
+            tracing::warn!(id = row.id, failure = %row.failure, "skipped a value that cannot be decrypted");
+            if next.invalid_rows.len() < 100 {
+                next.invalid_rows.push(row);
+            }
+        }
+        *report = next;
+        progress(report);
+        Ok(())
     }
 
     fn plan(&self, keyring: &Keyring, old: &str) -> Result<Plan, MigrationError> {
@@ -635,23 +701,29 @@ pub fn census<C: MigrationConnection>(
     }
 }
 
-/// The number of non-NULL values in `table.column` (for progress bars).
+/// The smallest and largest id of `table` (`None` when it is empty): a
+/// run's progress is how far its last id is through this range. One index
+/// lookup on each end; the table is not scanned.
 ///
 /// ```
 /// # use diesel::prelude::*;
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut conn = SqliteConnection::establish(":memory:")?;
 /// diesel::sql_query("CREATE TABLE t (id INTEGER PRIMARY KEY, c TEXT)").execute(&mut conn)?;
-/// assert_eq!(manna_diesel::migrate::count_values(&mut conn, "t", "c")?, 0);
+/// assert_eq!(manna_diesel::migrate::id_range(&mut conn, "t", "id")?, None);
+/// diesel::sql_query("INSERT INTO t VALUES (3, NULL), (42, 'x')").execute(&mut conn)?;
+/// assert_eq!(manna_diesel::migrate::id_range(&mut conn, "t", "id")?, Some((3, 42)));
 /// # Ok(())
 /// # }
 /// ```
-pub fn count_values<C: MigrationConnection>(
+pub fn id_range<C: MigrationConnection>(
     conn: &mut C,
     table: &str,
-    column: &str,
-) -> Result<u64, MigrationError> {
-    let statements = Statements::new(C::DIALECT, table, "id", column, 1)?;
-    let n = conn.count(&statements.count)?;
-    Ok(u64::try_from(n).unwrap_or(0))
+    id_column: &str,
+) -> Result<Option<(i64, i64)>, MigrationError> {
+    let statements = Statements::new(C::DIALECT, table, id_column, id_column, 1)?;
+    Ok(match conn.id_range(&statements.id_range)? {
+        (Some(lo), Some(hi)) => Some((lo, hi)),
+        _ => None,
+    })
 }

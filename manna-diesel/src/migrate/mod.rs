@@ -65,7 +65,7 @@ mod harness;
 mod sql;
 
 pub use backend::MigrationConnection;
-pub use engine::{census, count_values, Census, InvalidRow, Reencryption, Report, Scope};
+pub use engine::{census, id_range, Census, InvalidRow, Reencryption, Report, Scope};
 pub use error::MigrationError;
 pub use harness::{MigrationsWith, ReencryptMigration};
 

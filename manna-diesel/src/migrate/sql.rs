@@ -81,12 +81,13 @@ pub struct Statements {
     pub(crate) page: String,
     /// One page of all values (NULLs too) after an id, for the census.
     pub(crate) census_page: String,
-    /// The number of non-NULL values.
-    pub(crate) count: String,
+    /// The smallest and largest id (from the index; no table scan).
+    pub(crate) id_range: String,
 }
 
 impl Statements {
-    pub(crate) fn new(
+    /// Validates the names and builds the statements.
+    pub fn new(
         dialect: Dialect,
         table: &str,
         id: &str,
@@ -111,12 +112,17 @@ impl Statements {
         Ok(Self {
             page: page(&format!(" AND {column} IS NOT NULL")),
             census_page: page(""),
-            count: format!("SELECT COUNT(*) AS n FROM {table} WHERE {column} IS NOT NULL"),
+            id_range: format!("SELECT MIN({id_expr}) AS lo, MAX({id_expr}) AS hi FROM {table}"),
             dialect,
             table,
             id,
             column,
         })
+    }
+
+    /// The page query (benchmarks run it to measure the database floor).
+    pub fn page(&self) -> &str {
+        &self.page
     }
 
     /// PostgreSQL: the whole batch as three arrays, one statement.
