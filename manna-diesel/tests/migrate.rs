@@ -414,6 +414,42 @@ macro_rules! backend_tests {
                 assert_eq!(audit(&mut conn)[0].operation, "rotate");
             }
 
+            /// Fernet tokens carry no context, so a wrong one is caught on
+            /// the first value already under the primary key, before any write.
+            #[test]
+            fn a_wrong_context_stops_the_run_before_writing() {
+                let (_db, mut conn) = setup(1_000);
+                let ring = ring();
+                let before = raw(&mut conn);
+                let err = Reencryption::new("items", "secret", "items.secert")
+                    .run(&mut conn, &ring)
+                    .expect_err("wrong context");
+                assert!(matches!(err, MigrationError::ContextMismatch { id: 2, .. }), "{err}");
+                assert!(err.to_string().contains("\"items.secert\""), "{err}");
+                let after = raw(&mut conn);
+                assert!(before.iter().zip(&after).all(|(b, a)| b.secret == a.secret));
+            }
+
+            /// Keyset pages start at the smallest possible id, inclusive.
+            #[test]
+            fn negative_and_extreme_ids_are_converted() {
+                let (_db, mut conn) = setup(0);
+                let ring = ring();
+                for id in [i64::MIN, -5, 0, i64::MAX] {
+                    diesel::insert_into(items::table)
+                        .values((items::id.eq(id), items::secret.eq(stored(3))))
+                        .execute(&mut conn)
+                        .expect("insert");
+                }
+                let report = Reencryption::new("items", "secret", CONTEXT)
+                    .batch_size(2)
+                    .run(&mut conn, &ring)
+                    .expect("migration");
+                assert_eq!((report.converted, report.last_id), (4, Some(i64::MAX)));
+                let census = census(&mut conn, "items", "secret", "id").expect("census");
+                assert_eq!((census.total, census.remaining(&ring)), (4, 0));
+            }
+
             #[test]
             fn dry_run_writes_nothing() {
                 let (_db, mut conn) = setup(1_000);

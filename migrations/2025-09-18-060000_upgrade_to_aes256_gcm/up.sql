@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS manna_encryption_audit (
     operation VARCHAR(16) NOT NULL,
     table_name VARCHAR(255) NOT NULL,
     column_name VARCHAR(255) NOT NULL,
+    context VARCHAR(255) NULL,
     rows_converted BIGINT NOT NULL DEFAULT 0,
     rows_skipped BIGINT NOT NULL DEFAULT 0,
     rows_changed_concurrently BIGINT NOT NULL DEFAULT 0,

@@ -1,6 +1,7 @@
 //! The re-encryption engine and the census.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use manna_crypto::{classify, Format, KeyId, Keyring};
 use zeroize::Zeroizing;
@@ -355,6 +356,7 @@ impl Reencryption {
                     Bind::Text(self.scope.operation()),
                     Bind::Text(&self.table),
                     Bind::Text(&self.column),
+                    Bind::Text(&String::from_utf8_lossy(&self.context)),
                     Bind::Text(&key_id),
                 ],
             )?;
@@ -430,12 +432,13 @@ impl Reencryption {
         audited: bool,
         progress: &mut impl FnMut(&Report),
     ) -> Result<(), MigrationError> {
+        let context_checked = &AtomicBool::new(false);
         std::thread::scope(|scope| {
-            let mut rows = conn.fetch_page(&statements.page, i64::MIN)?;
+            let mut rows = conn.fetch_page(&statements.first_page, i64::MIN)?;
             let mut pending: Option<Batch> = None;
             while let Some(last) = rows.last() {
                 let after = last.id;
-                let worker = scope.spawn(move || self.plan_batch(keyring, rows));
+                let worker = scope.spawn(move || self.plan_batch(keyring, rows, context_checked));
                 let io = match pending.take() {
                     Some(batch) => self
                         .commit(conn, statements, report, audited, batch, progress)
@@ -462,14 +465,19 @@ impl Reencryption {
     }
 
     /// Decides, and for rewrites computes, every row's new value.
-    fn plan_batch(&self, keyring: &Keyring, rows: Vec<PageRow>) -> Result<Batch, MigrationError> {
+    fn plan_batch(
+        &self,
+        keyring: &Keyring,
+        rows: Vec<PageRow>,
+        context_checked: &AtomicBool,
+    ) -> Result<Batch, MigrationError> {
         let mut batch = Batch {
             last_id: rows.last().map(|r| r.id),
             ..Batch::default()
         };
         for row in rows {
             let Some(old) = row.value else { continue };
-            match self.plan(keyring, &old)? {
+            match self.plan(keyring, row.id, &old, context_checked)? {
                 Plan::Skip => batch.skipped += 1,
                 Plan::Rewrite { new, from } => {
                     *batch.from_formats.entry(from).or_default() += 1;
@@ -556,9 +564,34 @@ impl Reencryption {
         Ok(())
     }
 
-    fn plan(&self, keyring: &Keyring, old: &str) -> Result<Plan, MigrationError> {
+    /// What to do with one value. The first value found already under the
+    /// primary key is decrypted once, as a check of the context: Fernet
+    /// tokens carry none, so a wrong `context` would otherwise go unnoticed
+    /// and re-encrypt them under it.
+    fn plan(
+        &self,
+        keyring: &Keyring,
+        id: i64,
+        old: &str,
+        context_checked: &AtomicBool,
+    ) -> Result<Plan, MigrationError> {
         let from = match classify(old) {
-            Format::V1 { key_id } if key_id == keyring.primary_key_id() => return Ok(Plan::Skip),
+            Format::V1 { key_id } if key_id == keyring.primary_key_id() => {
+                if !context_checked.load(Ordering::Relaxed) {
+                    match keyring.decrypt_text(old, &self.context) {
+                        Ok(plain) => drop(Zeroizing::new(plain)),
+                        Err(manna_crypto::Error::Decrypt) => {
+                            return Err(MigrationError::ContextMismatch {
+                                id,
+                                context: String::from_utf8_lossy(&self.context).into_owned(),
+                            })
+                        }
+                        Err(e) => return Ok(Plan::Invalid(e.to_string())),
+                    }
+                    context_checked.store(true, Ordering::Relaxed);
+                }
+                return Ok(Plan::Skip);
+            }
             Format::Fernet if self.scope == Scope::PreviousKeys => return Ok(Plan::Skip),
             Format::V1 { key_id } => format!("v1:{key_id}"),
             Format::Fernet => "fernet".to_owned(),
@@ -682,9 +715,11 @@ pub fn census<C: MigrationConnection>(
 ) -> Result<Census, MigrationError> {
     let statements = Statements::new(C::DIALECT, table, id_column, column, 5000)?;
     let mut census = Census::default();
+    let mut page = &statements.census_first_page;
     let mut after = i64::MIN;
     loop {
-        let rows = conn.fetch_page(&statements.census_page, after)?;
+        let rows = conn.fetch_page(page, after)?;
+        page = &statements.census_page;
         let Some(last) = rows.last() else {
             return Ok(census);
         };

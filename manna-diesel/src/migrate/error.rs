@@ -52,6 +52,21 @@ pub enum MigrationError {
         rows: Vec<InvalidRow>,
     },
 
+    /// A value already under the primary key does not decrypt with the
+    /// run's context: the context is most likely wrong (or the value is
+    /// damaged). Nothing of its batch was written.
+    #[error(
+        "the value at id {id}, already under the primary key, does not decrypt with context \
+         {context:?}: check the context (the column's #[manna(context = ...)]); \
+         nothing of this batch was written"
+    )]
+    ContextMismatch {
+        /// The row checked.
+        id: i64,
+        /// The context given to the run.
+        context: String,
+    },
+
     /// The database refused a statement.
     #[error("database error: {0}")]
     Database(#[from] diesel::result::Error),

@@ -79,8 +79,12 @@ pub struct Statements {
     column: String,
     /// One page of non-NULL values after an id (parameter 1).
     pub(crate) page: String,
+    /// The first page: from an id (parameter 1, `i64::MIN`) on, inclusive.
+    pub(crate) first_page: String,
     /// One page of all values (NULLs too) after an id, for the census.
     pub(crate) census_page: String,
+    /// The census's first page.
+    pub(crate) census_first_page: String,
     /// The smallest and largest id (from the index; no table scan).
     pub(crate) id_range: String,
 }
@@ -103,15 +107,18 @@ impl Statements {
             Dialect::Mysql | Dialect::Sqlite => id.clone(),
         };
         let p1 = dialect.param(1);
-        let page = |filter: &str| {
+        let page = |op: &str, filter: &str| {
             format!(
                 "SELECT {id_expr} AS id, {column} AS value FROM {table} \
-                 WHERE {id} > {p1}{filter} ORDER BY {id} LIMIT {batch_size}"
+                 WHERE {id} {op} {p1}{filter} ORDER BY {id} LIMIT {batch_size}"
             )
         };
+        let not_null = format!(" AND {column} IS NOT NULL");
         Ok(Self {
-            page: page(&format!(" AND {column} IS NOT NULL")),
-            census_page: page(""),
+            page: page(">", &not_null),
+            first_page: page(">=", &not_null),
+            census_page: page(">", ""),
+            census_first_page: page(">=", ""),
             id_range: format!("SELECT MIN({id_expr}) AS lo, MAX({id_expr}) AS hi FROM {table}"),
             dialect,
             table,
@@ -168,12 +175,12 @@ impl Statements {
     }
 
     pub(crate) fn audit_start(&self) -> String {
-        let p = self.dialect.params(5);
+        let p = self.dialect.params(6);
         format!(
             "INSERT INTO manna_encryption_audit \
-             (run_id, operation, table_name, column_name, key_id, to_format, started_at, status) \
-             VALUES ({}, {}, {}, {}, {}, 'v1', CURRENT_TIMESTAMP, 'running')",
-            p[0], p[1], p[2], p[3], p[4]
+             (run_id, operation, table_name, column_name, context, key_id, to_format, started_at, status) \
+             VALUES ({}, {}, {}, {}, {}, {}, 'v1', CURRENT_TIMESTAMP, 'running')",
+            p[0], p[1], p[2], p[3], p[4], p[5]
         )
     }
 
