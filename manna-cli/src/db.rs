@@ -1,5 +1,6 @@
 //! The database commands: `migrate`, `rotate` and `verify`.
 
+use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -254,7 +255,7 @@ fn print_summary(
     report: &Report,
     elapsed: Duration,
 ) -> Result<(), Failure> {
-    let mut out = io::stdout().lock();
+    let mut out = String::new();
     let verb = match scope {
         Scope::PreviousKeys => "rotate",
         _ => "migrate",
@@ -319,7 +320,17 @@ fn print_summary(
     for row in &report.invalid_rows {
         writeln!(out, "  skipped id {}: {}", row.id, row.failure)?;
     }
-    Ok(())
+    emit(&out)
+}
+
+/// Writes a report to stdout. A reader that went away (`| head`) is not a
+/// failure: the work is done by then.
+fn emit(text: &str) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// The process's peak resident set size (Linux), in KiB.
@@ -368,7 +379,7 @@ fn print_census(
     counts: &Census,
     keyring: &Keyring,
 ) -> Result<(), Failure> {
-    let mut out = io::stdout().lock();
+    let mut out = String::new();
     let primary = keyring.primary_key_id();
     let previous = keyring.previous_key_ids();
     writeln!(out, "{table}.{column}: {} rows", counts.total)?;
@@ -406,5 +417,5 @@ fn print_census(
              or inspect the unrecognised ones"
         )?;
     }
-    Ok(())
+    emit(&out)
 }
