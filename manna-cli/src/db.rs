@@ -46,7 +46,7 @@ pub(crate) struct Target {
     /// The encrypted column (text).
     #[arg(long)]
     column: String,
-    /// The integer key to page by.
+    /// The unique integer key to page by (usually the primary key).
     #[arg(long, default_value = "id")]
     id_column: String,
 }

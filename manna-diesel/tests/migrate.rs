@@ -554,3 +554,45 @@ fn the_diesel_migration_runs_with_the_sql_migrations_on_postgres() {
         .expect("pending")
         .is_empty());
 }
+
+/// Many undecryptable rows: all recorded in the audit table, the first 100
+/// kept in the report, and the run finishes.
+#[test]
+fn many_invalid_rows_are_all_recorded_and_the_report_stays_small() {
+    let _ = ring();
+    let db = common::SqliteDb::new();
+    let mut conn = db.conn();
+    diesel::sql_query("CREATE TABLE items (id BIGINT PRIMARY KEY, secret TEXT NULL)")
+        .execute(&mut conn)
+        .expect("create");
+    for id in 1..=250_i64 {
+        let value = if id % 5 == 0 {
+            stored(3).expect("fernet")
+        } else {
+            format!("junk {id}")
+        };
+        diesel::insert_into(items::table)
+            .values((items::id.eq(id), items::secret.eq(value)))
+            .execute(&mut conn)
+            .expect("insert");
+    }
+    let report = Reencryption::new("items", "secret", CONTEXT)
+        .batch_size(64)
+        .skip_invalid(true)
+        .run(&mut conn, &ring())
+        .expect("run");
+    assert_eq!(
+        (report.converted, report.invalid, report.invalid_rows.len()),
+        (50, 200, 100)
+    );
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let recorded: N =
+        diesel::sql_query("SELECT COUNT(*) AS n FROM manna_encryption_audit_invalid_rows")
+            .get_result(&mut conn)
+            .expect("count");
+    assert_eq!(recorded.n, 200);
+}

@@ -127,6 +127,9 @@ pub struct Reencryption {
     audit: bool,
 }
 
+/// Undecryptable rows kept in a [`Report`] (and logged); the audit table has all.
+const SHOWN_INVALID: usize = 100;
+
 /// The largest batch: MySQL takes at most 65,535 bind parameters, three per row.
 const MAX_BATCH: usize = 20_000;
 
@@ -151,8 +154,10 @@ impl Reencryption {
     /// (the `#[manna(context = ...)]` of the column's type).
     ///
     /// Names are used exactly as given (quoted; case-sensitive on
-    /// PostgreSQL). `table` may be `schema.table`. The id column must be an
-    /// integer key (`INTEGER`/`BIGINT`).
+    /// PostgreSQL). `table` may be `schema.table`. The id column must be a
+    /// unique integer key (`INTEGER`/`BIGINT`, usually the primary key):
+    /// pages are `id > last`, so rows sharing an id across a page boundary
+    /// would be missed.
     ///
     /// ```
     /// # use manna_diesel::migrate::Reencryption;
@@ -553,10 +558,14 @@ impl Reencryption {
                 Ok(())
             })?;
         }
+        let mut overflow_logged = report.invalid > SHOWN_INVALID as u64;
         for row in invalid {
-            tracing::warn!(id = row.id, failure = %row.failure, "skipped a value that cannot be decrypted");
-            if next.invalid_rows.len() < 100 {
+            if next.invalid_rows.len() < SHOWN_INVALID {
+                tracing::warn!(id = row.id, failure = %row.failure, "skipped a value that cannot be decrypted");
                 next.invalid_rows.push(row);
+            } else if !overflow_logged {
+                overflow_logged = true;
+                tracing::warn!("more values cannot be decrypted; manna_encryption_audit_invalid_rows lists them all");
             }
         }
         *report = next;
