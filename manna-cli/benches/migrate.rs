@@ -36,7 +36,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use manna_crypto::{Key, Keyring};
-use manna_diesel::__private::{Dialect, Rewrite, Statements};
+use manna_diesel::__private::{Dialect, Rewrite, Statements, Stored};
 use manna_diesel::migrate::MigrationConnection;
 
 const PRIMARY: &str = "ERERERERERERERERERERERERERERERERERERERERERE=";
@@ -198,15 +198,15 @@ fn run_floor(url: &str, new_values: &HashMap<i64, String>) -> Duration {
     let mut conn = connect(url);
     let mut after = i64::MIN;
     loop {
-        let rows = conn.fetch_page(statements.page(), after).unwrap();
+        let rows = conn.fetch_page(statements.page(), after, false).unwrap();
         let Some(last) = rows.last() else { break };
         after = last.id;
         let rewrites: Vec<Rewrite> = rows
             .into_iter()
             .map(|r| Rewrite {
                 id: r.id,
-                new: new_values[&r.id].clone(),
-                old: r.value.unwrap_or_default(),
+                new: Stored::Text(new_values[&r.id].clone()),
+                old: r.value.expect("no NULLs in the bench table"),
             })
             .collect();
         let written = conn

@@ -9,7 +9,7 @@ use diesel::Connection;
 use indicatif::{ProgressBar, ProgressStyle};
 use manna_crypto::Keyring;
 use manna_diesel::migrate::{
-    census, id_range, Census, MigrationConnection, Reencryption, Report, Scope,
+    census, census_binary, id_range, Census, MigrationConnection, Reencryption, Report, Scope,
 };
 
 use crate::Failure;
@@ -49,6 +49,9 @@ pub(crate) struct Target {
     /// The unique integer key to page by (usually the primary key).
     #[arg(long, default_value = "id")]
     id_column: String,
+    /// The column holds binary envelopes (BYTEA/BLOB; #[manna(sql_type = Binary)]).
+    #[arg(long)]
+    binary: bool,
 }
 
 /// Something to do with whichever connection the URL names.
@@ -131,6 +134,7 @@ pub(crate) fn migrate(args: MigrateArgs, scope: Scope) -> Result<(), Failure> {
         args.context.as_bytes(),
     )
     .id_column(&args.target.id_column)
+    .binary(args.target.binary)
     .batch_size(args.batch_size)
     .scope(scope)
     .dry_run(args.dry_run)
@@ -366,7 +370,11 @@ struct VerifyJob<'a> {
 impl OnConnection for VerifyJob<'_> {
     fn run<C: MigrationConnection>(self, conn: &mut C) -> Result<(), Failure> {
         let t = self.target;
-        let counts = census(conn, &t.table, &t.column, &t.id_column)?;
+        let counts = if t.binary {
+            census_binary(conn, &t.table, &t.column, &t.id_column)?
+        } else {
+            census(conn, &t.table, &t.column, &t.id_column)?
+        };
         print_census(&t.table, &t.column, &counts, self.keyring)?;
         *self.complete = counts.is_complete(self.keyring);
         Ok(())

@@ -498,3 +498,50 @@ fn bad_arguments_are_refused_before_anything_is_touched() {
     .expect("sqlite_master");
     assert_eq!(audit.n, 0);
 }
+
+/// `--binary`: a BLOB column of binary envelopes under the previous key.
+#[test]
+fn binary_columns_rotate_and_verify() {
+    let db = common::SqliteDb::new();
+    let mut conn = db.conn();
+    diesel::sql_query("CREATE TABLE docs (id BIGINT PRIMARY KEY, scan BLOB NULL)")
+        .execute(&mut conn)
+        .expect("create");
+    let previous = Keyring::builder(Key::from_bytes(PREVIOUS))
+        .build()
+        .expect("ring");
+    for id in 1..=50_i64 {
+        diesel::sql_query(format!("INSERT INTO docs (id, scan) VALUES ({id}, ?)"))
+            .bind::<diesel::sql_types::Binary, _>(
+                previous
+                    .encrypt_bytes(b"\x00scan\xff", b"docs.scan")
+                    .expect("encrypt"),
+            )
+            .execute(&mut conn)
+            .expect("insert");
+    }
+    let target = [
+        "--database-url",
+        &db.url,
+        "--table",
+        "docs",
+        "--column",
+        "scan",
+        "--binary",
+    ];
+    let verify = |expected: i32| {
+        let out = run(&[&["verify"][..], &target[..]].concat());
+        assert_eq!(out.status.code(), Some(expected), "{}", text(&out.stdout));
+        text(&out.stdout)
+    };
+    assert!(verify(3).contains("(previous)"));
+    let rotated = run(&[
+        &["rotate"][..],
+        &target[..],
+        &["--context", "docs.scan"][..],
+    ]
+    .concat());
+    assert_eq!(rotated.status.code(), Some(0), "{}", text(&rotated.stderr));
+    assert_eq!(field(&text(&rotated.stdout), "re-encrypted"), 50);
+    assert_eq!(field(&verify(0), "v1, key"), 50);
+}

@@ -14,7 +14,7 @@ use diesel::serialize::{self, IsNull, Output};
 
 use crate::ColumnError;
 
-pub use crate::migrate::__private::{Bind, Dialect, PageRow, Rewrite, Statements};
+pub use crate::migrate::__private::{Bind, Dialect, PageRow, Rewrite, Statements, Stored};
 pub use crate::versioned::{CountRows, From, LockedDelete, LockedUpdate, RowCounter};
 
 /// How a backend takes an owned encrypted value as a bind parameter.

@@ -143,7 +143,7 @@ const AUDIT_SQL: &str =
      FROM manna_encryption_audit";
 
 macro_rules! backend_tests {
-    ($name:ident, $db:ty, $audit_before_read:expr) => {
+    ($name:ident, $db:ty, $audit_before_read:expr, $blob:literal, $placeholder:literal) => {
         mod $name {
             use super::*;
 
@@ -450,6 +450,58 @@ macro_rules! backend_tests {
                 assert_eq!((census.total, census.remaining(&ring)), (4, 0));
             }
 
+            /// Binary envelopes in a BYTEA/BLOB column (`sql_type = Binary`),
+            /// and a Fernet token stored as bytes, end as binary envelopes
+            /// under the primary key.
+            #[test]
+            fn binary_column() {
+                let _ = ring();
+                let db = <$db>::new();
+                let mut conn = db.conn();
+                diesel::sql_query(format!("CREATE TABLE docs (id BIGINT PRIMARY KEY, scan {} NULL)", $blob))
+                    .execute(&mut conn)
+                    .expect("create table");
+                let ring = ring();
+                let previous = Keyring::builder(Key::from_bytes(PREVIOUS)).build().expect("ring");
+                let plain = |id: i64| format!("%PDF-{id}\u{0}\u{ff}").into_bytes();
+                for id in 1..=301_i64 {
+                    let value = match id % 3 {
+                        _ if id == 301 => Some(stored(3).expect("fernet").into_bytes()),
+                        0 => None,
+                        1 => Some(previous.encrypt_bytes(&plain(id), b"docs.scan").expect("encrypt")),
+                        _ => Some(ring.encrypt_bytes(&plain(id), b"docs.scan").expect("encrypt")),
+                    };
+                    diesel::sql_query(format!("INSERT INTO docs (id, scan) VALUES ({id}, {})", $placeholder))
+                        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Binary>, _>(value)
+                        .execute(&mut conn)
+                        .expect("insert");
+                }
+                let report = Reencryption::new("docs", "scan", "docs.scan")
+                    .binary(true)
+                    .batch_size(64)
+                    .run(&mut conn, &ring)
+                    .expect("binary migration");
+                assert_eq!((report.converted, report.skipped), (101, 100), "{report:?}");
+                let census = manna_diesel::migrate::census_binary(&mut conn, "docs", "scan", "id").expect("census");
+                assert!(census.is_complete(&ring), "{census:?}");
+                assert_eq!(census.null, 100);
+
+                #[derive(QueryableByName)]
+                struct Doc {
+                    #[diesel(sql_type = BigInt)]
+                    id: i64,
+                    #[diesel(sql_type = Nullable<diesel::sql_types::Binary>)]
+                    scan: Option<Vec<u8>>,
+                }
+                let docs: Vec<Doc> = diesel::sql_query("SELECT id, scan FROM docs ORDER BY id").load(&mut conn).expect("load");
+                for doc in docs {
+                    let Some(scan) = doc.scan else { continue };
+                    assert_eq!(scan[0], manna_crypto::VERSION, "row {} is a binary envelope", doc.id);
+                    let expected = if doc.id == 301 { plaintext(3).into_bytes() } else { plain(doc.id) };
+                    assert_eq!(ring.decrypt_bytes(&scan, b"docs.scan").expect("decrypts"), expected, "row {}", doc.id);
+                }
+            }
+
             #[test]
             fn dry_run_writes_nothing() {
                 let (_db, mut conn) = setup(1_000);
@@ -467,9 +519,9 @@ macro_rules! backend_tests {
     };
 }
 
-backend_tests!(postgres, common::PgDb, true);
-backend_tests!(mysql, common::MysqlDb, true);
-backend_tests!(sqlite, common::SqliteDb, false);
+backend_tests!(postgres, common::PgDb, true, "BYTEA", "$1");
+backend_tests!(mysql, common::MysqlDb, true, "BLOB", "?");
+backend_tests!(sqlite, common::SqliteDb, false, "BLOB", "?");
 
 #[test]
 fn the_sql_migration_creates_the_audit_tables_of_the_engine() {

@@ -1,7 +1,7 @@
 //! The connections a run works on, and what differs between them.
 
 use diesel::connection::Connection;
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 use diesel::{QueryResult, QueryableByName, RunQueryDsl};
 
 use super::sql::{Dialect, Statements};
@@ -21,9 +21,10 @@ pub trait MigrationConnection: Connection + sealed::Sealed {
     #[doc(hidden)]
     const DIALECT: Dialect;
 
-    /// One page of rows (`sql` takes the last id seen as its parameter).
+    /// One page of rows (`sql` takes the last id seen as its parameter),
+    /// read as text or as bytes.
     #[doc(hidden)]
-    fn fetch_page(&mut self, sql: &str, after: i64) -> QueryResult<Vec<PageRow>>;
+    fn fetch_page(&mut self, sql: &str, after: i64, binary: bool) -> QueryResult<Vec<PageRow>>;
 
     /// `SELECT MIN(id) AS lo, MAX(id) AS hi ...`.
     #[doc(hidden)]
@@ -43,23 +44,62 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// One row of a page.
+/// A stored value: from a text column or a binary one.
 #[doc(hidden)]
-#[derive(Debug, QueryableByName)]
-pub struct PageRow {
-    #[diesel(sql_type = BigInt)]
-    pub id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub value: Option<String>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Text(String),
+    Binary(Vec<u8>),
 }
 
-/// A value to replace, and what it must still be.
+impl Stored {
+    /// The value's bytes (a text value's UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Stored::Text(s) => s.as_bytes(),
+            Stored::Binary(b) => b,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Stored::Text(s) => s,
+            Stored::Binary(_) => "",
+        }
+    }
+}
+
+/// One row of a page.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct PageRow {
+    pub id: i64,
+    pub value: Option<Stored>,
+}
+
+#[derive(QueryableByName)]
+struct TextRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    value: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct BinaryRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Nullable<Binary>)]
+    value: Option<Vec<u8>>,
+}
+
+/// A value to replace, and what it must still be (both of the column's kind).
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Rewrite {
     pub id: i64,
-    pub old: String,
-    pub new: String,
+    pub old: Stored,
+    pub new: Stored,
 }
 
 /// A bind parameter of an audit statement.
@@ -82,8 +122,27 @@ struct IdRange {
 
 macro_rules! common {
     ($backend:ty) => {
-        fn fetch_page(&mut self, sql: &str, after: i64) -> QueryResult<Vec<PageRow>> {
-            diesel::sql_query(sql).bind::<BigInt, _>(after).load(self)
+        fn fetch_page(&mut self, sql: &str, after: i64, binary: bool) -> QueryResult<Vec<PageRow>> {
+            let query = diesel::sql_query(sql).bind::<BigInt, _>(after);
+            Ok(if binary {
+                query
+                    .load::<BinaryRow>(self)?
+                    .into_iter()
+                    .map(|r| PageRow {
+                        id: r.id,
+                        value: r.value.map(Stored::Binary),
+                    })
+                    .collect()
+            } else {
+                query
+                    .load::<TextRow>(self)?
+                    .into_iter()
+                    .map(|r| PageRow {
+                        id: r.id,
+                        value: r.value.map(Stored::Text),
+                    })
+                    .collect()
+            })
         }
 
         fn id_range(&mut self, sql: &str) -> QueryResult<(Option<i64>, Option<i64>)> {
@@ -119,13 +178,22 @@ impl MigrationConnection for diesel::PgConnection {
     fn write_batch(&mut self, statements: &Statements, rows: &[Rewrite]) -> QueryResult<usize> {
         use diesel::sql_types::Array;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let old: Vec<&str> = rows.iter().map(|r| r.old.as_str()).collect();
-        let new: Vec<&str> = rows.iter().map(|r| r.new.as_str()).collect();
-        diesel::sql_query(statements.cas_unnest())
-            .bind::<Array<BigInt>, _>(ids)
-            .bind::<Array<Text>, _>(old)
-            .bind::<Array<Text>, _>(new)
-            .execute(self)
+        let query = diesel::sql_query(statements.cas_unnest()).bind::<Array<BigInt>, _>(ids);
+        if statements.binary {
+            let old: Vec<&[u8]> = rows.iter().map(|r| r.old.as_bytes()).collect();
+            let new: Vec<&[u8]> = rows.iter().map(|r| r.new.as_bytes()).collect();
+            query
+                .bind::<Array<Binary>, _>(old)
+                .bind::<Array<Binary>, _>(new)
+                .execute(self)
+        } else {
+            let old: Vec<&str> = rows.iter().map(|r| r.old.as_str()).collect();
+            let new: Vec<&str> = rows.iter().map(|r| r.new.as_str()).collect();
+            query
+                .bind::<Array<Text>, _>(old)
+                .bind::<Array<Text>, _>(new)
+                .execute(self)
+        }
     }
 }
 
@@ -145,10 +213,16 @@ impl MigrationConnection for diesel::MysqlConnection {
         let mut query = diesel::sql_query(statements.cas_derived_table(rows.len()))
             .into_boxed::<diesel::mysql::Mysql>();
         for row in rows {
-            query = query
-                .bind::<BigInt, _>(row.id)
-                .bind::<Text, _>(row.old.as_str())
-                .bind::<Text, _>(row.new.as_str());
+            query = query.bind::<BigInt, _>(row.id);
+            query = if statements.binary {
+                query
+                    .bind::<Binary, _>(row.old.as_bytes())
+                    .bind::<Binary, _>(row.new.as_bytes())
+            } else {
+                query
+                    .bind::<Text, _>(row.old.as_str())
+                    .bind::<Text, _>(row.new.as_str())
+            };
         }
         query.execute(self)
     }
@@ -167,11 +241,19 @@ impl MigrationConnection for diesel::SqliteConnection {
         let sql = statements.cas_one();
         let mut written = 0;
         for row in rows {
-            written += diesel::sql_query(&sql)
-                .bind::<Text, _>(row.new.as_str())
-                .bind::<BigInt, _>(row.id)
-                .bind::<Text, _>(row.old.as_str())
-                .execute(self)?;
+            let query = diesel::sql_query(&sql).into_boxed::<diesel::sqlite::Sqlite>();
+            let query = if statements.binary {
+                query
+                    .bind::<Binary, _>(row.new.as_bytes())
+                    .bind::<BigInt, _>(row.id)
+                    .bind::<Binary, _>(row.old.as_bytes())
+            } else {
+                query
+                    .bind::<Text, _>(row.new.as_str())
+                    .bind::<BigInt, _>(row.id)
+                    .bind::<Text, _>(row.old.as_str())
+            };
+            written += query.execute(self)?;
         }
         Ok(written)
     }

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use manna_crypto::{classify, Format, KeyId, Keyring};
+use manna_crypto::{classify_bytes, Format, KeyId, Keyring};
 use zeroize::Zeroizing;
 
-use super::backend::{Bind, MigrationConnection, PageRow, Rewrite};
+use super::backend::{Bind, MigrationConnection, PageRow, Rewrite, Stored};
 use super::sql::Statements;
 use super::{ensure_audit_tables, MigrationError};
 
@@ -125,6 +125,7 @@ pub struct Reencryption {
     dry_run: bool,
     skip_invalid: bool,
     audit: bool,
+    binary: bool,
 }
 
 /// Undecryptable rows kept in a [`Report`] (and logged); the audit table has all.
@@ -145,7 +146,7 @@ struct Batch {
 
 enum Plan {
     Skip,
-    Rewrite { new: String, from: String },
+    Rewrite { new: Stored, from: String },
     Invalid(String),
 }
 
@@ -175,6 +176,7 @@ impl Reencryption {
             dry_run: false,
             skip_invalid: false,
             audit: true,
+            binary: false,
         }
     }
 
@@ -237,6 +239,20 @@ impl Reencryption {
     /// ```
     pub fn skip_invalid(mut self, skip_invalid: bool) -> Self {
         self.skip_invalid = skip_invalid;
+        self
+    }
+
+    /// The column holds binary envelopes (`BYTEA`/`BLOB`, a type with
+    /// `#[manna(sql_type = Binary)]`) instead of text. Values are rewritten
+    /// as binary envelopes.
+    ///
+    /// ```
+    /// # use manna_diesel::migrate::Reencryption;
+    /// let job = Reencryption::new("documents", "scan", "documents.scan").binary(true);
+    /// # let _ = job;
+    /// ```
+    pub fn binary(mut self, binary: bool) -> Self {
+        self.binary = binary;
         self
     }
 
@@ -344,7 +360,8 @@ impl Reencryption {
             &self.id_column,
             &self.column,
             self.batch_size,
-        )?;
+        )?
+        .binary(self.binary);
         let mut report = Report {
             run_id: new_run_id()?,
             dry_run: self.dry_run,
@@ -439,7 +456,7 @@ impl Reencryption {
     ) -> Result<(), MigrationError> {
         let context_checked = &AtomicBool::new(false);
         std::thread::scope(|scope| {
-            let mut rows = conn.fetch_page(&statements.first_page, i64::MIN)?;
+            let mut rows = conn.fetch_page(&statements.first_page, i64::MIN, self.binary)?;
             let mut pending: Option<Batch> = None;
             while let Some(last) = rows.last() {
                 let after = last.id;
@@ -447,8 +464,12 @@ impl Reencryption {
                 let io = match pending.take() {
                     Some(batch) => self
                         .commit(conn, statements, report, audited, batch, progress)
-                        .and_then(|()| Ok(conn.fetch_page(&statements.page, after)?)),
-                    None => conn.fetch_page(&statements.page, after).map_err(Into::into),
+                        .and_then(|()| {
+                            Ok(conn.fetch_page(&statements.page, after, self.binary)?)
+                        }),
+                    None => conn
+                        .fetch_page(&statements.page, after, self.binary)
+                        .map_err(Into::into),
                 };
                 let batch = worker
                     .join()
@@ -581,13 +602,17 @@ impl Reencryption {
         &self,
         keyring: &Keyring,
         id: i64,
-        old: &str,
+        old: &Stored,
         context_checked: &AtomicBool,
     ) -> Result<Plan, MigrationError> {
-        let from = match classify(old) {
+        let decrypt = |value: &Stored| match value {
+            Stored::Text(text) => keyring.decrypt_text(text, &self.context),
+            Stored::Binary(bytes) => keyring.decrypt_bytes(bytes, &self.context),
+        };
+        let from = match classify_bytes(old.as_bytes()) {
             Format::V1 { key_id } if key_id == keyring.primary_key_id() => {
                 if !context_checked.load(Ordering::Relaxed) {
-                    match keyring.decrypt_text(old, &self.context) {
+                    match decrypt(old) {
                         Ok(plain) => drop(Zeroizing::new(plain)),
                         Err(manna_crypto::Error::Decrypt) => {
                             return Err(MigrationError::ContextMismatch {
@@ -610,13 +635,19 @@ impl Reencryption {
                 ))
             }
         };
-        let plain = match keyring.decrypt_text(old, &self.context) {
+        let plain = match decrypt(old) {
             Ok(plain) => Zeroizing::new(plain),
             Err(e) => return Ok(Plan::Invalid(e.to_string())),
         };
-        let new = keyring
-            .encrypt_to_text(&plain, &self.context)
-            .map_err(MigrationError::Crypto)?;
+        let new = match old {
+            Stored::Text(_) => keyring
+                .encrypt_to_text(&plain, &self.context)
+                .map(Stored::Text),
+            Stored::Binary(_) => keyring
+                .encrypt_bytes(&plain, &self.context)
+                .map(Stored::Binary),
+        }
+        .map_err(MigrationError::Crypto)?;
         Ok(Plan::Rewrite { new, from })
     }
 }
@@ -701,8 +732,8 @@ impl Census {
     }
 }
 
-/// Counts `table.column`'s values per format and key id, paging by
-/// `id_column` (memory stays flat). Nothing is decrypted.
+/// Counts the values of the text column `table.column` per format and key
+/// id, paging by `id_column` (memory stays flat). Nothing is decrypted.
 ///
 /// ```
 /// # use diesel::prelude::*;
@@ -722,12 +753,48 @@ pub fn census<C: MigrationConnection>(
     column: &str,
     id_column: &str,
 ) -> Result<Census, MigrationError> {
+    census_of(conn, table, column, id_column, false)
+}
+
+/// [`census`] for a binary column (`BYTEA`/`BLOB`, `#[manna(sql_type = Binary)]`).
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use manna_diesel::migrate::census_binary;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let ring = manna_crypto::Keyring::builder(manna_crypto::Key::generate()?).build()?;
+/// let mut conn = SqliteConnection::establish(":memory:")?;
+/// diesel::sql_query("CREATE TABLE t (id INTEGER PRIMARY KEY, c BLOB)").execute(&mut conn)?;
+/// diesel::sql_query("INSERT INTO t VALUES (1, ?)")
+///     .bind::<diesel::sql_types::Binary, _>(ring.encrypt_bytes(b"scan.pdf", b"t.c")?)
+///     .execute(&mut conn)?;
+/// let counts = census_binary(&mut conn, "t", "c", "id")?;
+/// assert!(counts.is_complete(&ring));
+/// # Ok(())
+/// # }
+/// ```
+pub fn census_binary<C: MigrationConnection>(
+    conn: &mut C,
+    table: &str,
+    column: &str,
+    id_column: &str,
+) -> Result<Census, MigrationError> {
+    census_of(conn, table, column, id_column, true)
+}
+
+fn census_of<C: MigrationConnection>(
+    conn: &mut C,
+    table: &str,
+    column: &str,
+    id_column: &str,
+    binary: bool,
+) -> Result<Census, MigrationError> {
     let statements = Statements::new(C::DIALECT, table, id_column, column, 5000)?;
     let mut census = Census::default();
     let mut page = &statements.census_first_page;
     let mut after = i64::MIN;
     loop {
-        let rows = conn.fetch_page(page, after)?;
+        let rows = conn.fetch_page(page, after, binary)?;
         page = &statements.census_page;
         let Some(last) = rows.last() else {
             return Ok(census);
@@ -735,7 +802,7 @@ pub fn census<C: MigrationConnection>(
         after = last.id;
         for row in rows {
             census.total += 1;
-            match row.value.as_deref().map(classify) {
+            match row.value.as_ref().map(|v| classify_bytes(v.as_bytes())) {
                 None => census.null += 1,
                 Some(Format::Fernet) => census.fernet += 1,
                 Some(Format::V1 { key_id }) => *census.v1.entry(key_id).or_default() += 1,

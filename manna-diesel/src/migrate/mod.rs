@@ -65,13 +65,15 @@ mod harness;
 mod sql;
 
 pub use backend::MigrationConnection;
-pub use engine::{census, id_range, Census, InvalidRow, Reencryption, Report, Scope};
+pub use engine::{
+    census, census_binary, id_range, Census, InvalidRow, Reencryption, Report, Scope,
+};
 pub use error::MigrationError;
 pub use harness::{MigrationsWith, ReencryptMigration};
 
 #[doc(hidden)]
 pub(crate) mod __private {
-    pub use super::backend::{Bind, PageRow, Rewrite};
+    pub use super::backend::{Bind, PageRow, Rewrite, Stored};
     pub use super::sql::{Dialect, Statements};
 }
 

@@ -74,6 +74,8 @@ fn quote(
 #[derive(Debug, Clone)]
 pub struct Statements {
     pub(crate) dialect: Dialect,
+    /// The column holds bytes (`BYTEA`/`BLOB`), not text.
+    pub(crate) binary: bool,
     table: String,
     id: String,
     column: String,
@@ -121,10 +123,17 @@ impl Statements {
             census_first_page: page(">=", ""),
             id_range: format!("SELECT MIN({id_expr}) AS lo, MAX({id_expr}) AS hi FROM {table}"),
             dialect,
+            binary: false,
             table,
             id,
             column,
         })
+    }
+
+    /// For a binary column (`BYTEA`/`BLOB`).
+    pub fn binary(mut self, binary: bool) -> Self {
+        self.binary = binary;
+        self
     }
 
     /// The page query (benchmarks run it to measure the database floor).
@@ -138,9 +147,10 @@ impl Statements {
         let Self {
             table, id, column, ..
         } = self;
+        let kind = if self.binary { "bytea" } else { "text" };
         format!(
             "UPDATE {table} AS manna_t SET {column} = manna_v.new_value \
-             FROM unnest($1::bigint[], $2::text[], $3::text[]) AS manna_v(id, old_value, new_value) \
+             FROM unnest($1::bigint[], $2::{kind}[], $3::{kind}[]) AS manna_v(id, old_value, new_value) \
              WHERE manna_t.{id} = manna_v.id AND manna_t.{column} = manna_v.old_value"
         )
     }
