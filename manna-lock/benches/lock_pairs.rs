@@ -2,9 +2,11 @@
 //!
 //! Uncontended acquire+release pairs per second through `DistributedLock`,
 //! side by side with the same two commands issued raw through redis-rs
-//! (`SET NX PX`, then `EVALSHA` of the compare-and-delete script), on 1 and
-//! 4 threads, in alternating rounds; the Redis PING round trip; and
-//! contended critical sections per second (4 threads, one resource).
+//! (`SET NX PX`, then `EVALSHA` of the compare-and-delete script), and with
+//! the raw fencing acquire script in place of `SET` (the floor of a Lua
+//! acquire that returns a fencing token), on 1 and 4 threads, in rounds
+//! that rotate the order; the Redis PING round trip; and contended
+//! critical sections per second (4 threads, one resource).
 //! Needs Redis at `MANNA_TEST_REDIS_URL` (default `redis://127.0.0.1:6379/0`).
 
 #![allow(
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use manna_lock::{DistributedLock, LockConfig, LockOptions};
 
 const ROUND: Duration = Duration::from_millis(400);
-const ROUNDS: usize = 20;
+const ROUNDS: usize = 21;
 
 fn url() -> String {
     std::env::var("MANNA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
@@ -76,8 +78,8 @@ fn main() {
     }
     let ping_us = median(&mut pings);
 
-    println!("| threads | raw redis-rs pairs/s | DistributedLock pairs/s | ratio | PING round trips per pair (raw / ours) | raw pairs/s with the fencing acquire script |");
-    println!("|---|---|---|---|---|---|");
+    println!("| threads | raw pair/s (`SET NX PX`) | raw pair/s (fencing acquire script) | DistributedLock pair/s | ratio to raw `SET` pair | ratio to raw script pair | PING round trips per pair (raw `SET` / raw script / ours) |");
+    println!("|---|---|---|---|---|---|---|");
     for threads in [1usize, 4] {
         let raw_pair = |t: usize, stop: &AtomicBool, ops: &AtomicU64| {
             let mut conn = client.get_connection().unwrap();
@@ -127,30 +129,45 @@ fn main() {
                 ops.fetch_add(1, Ordering::Relaxed);
             }
         };
+        // Warm-up, then rounds that rotate the order of the three pairs.
         rate(threads, raw_pair);
+        rate(threads, raw_fenced);
         rate(threads, our_pair);
-        let fenced = rate(threads, raw_fenced);
-        let (mut raw, mut ours, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        let mut samples: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        let (mut vs_raw, mut vs_fenced) = (Vec::new(), Vec::new());
         for round in 0..ROUNDS {
-            let (r, o) = if round % 2 == 0 {
-                let r = rate(threads, raw_pair);
-                (r, rate(threads, our_pair))
-            } else {
-                let o = rate(threads, our_pair);
-                (rate(threads, raw_pair), o)
-            };
-            raw.push(r);
-            ours.push(o);
-            ratio.push(o / r);
+            let mut got = [0.0; 3];
+            for k in 0..3 {
+                let which = (round + k) % 3;
+                got[which] = match which {
+                    0 => rate(threads, raw_pair),
+                    1 => rate(threads, raw_fenced),
+                    _ => rate(threads, our_pair),
+                };
+            }
+            for (v, g) in samples.iter_mut().zip(got) {
+                v.push(g);
+            }
+            vs_raw.push(got[2] / got[0]);
+            vs_fenced.push(got[2] / got[1]);
         }
-        let (r, o) = (median(&mut raw), median(&mut ours));
-        // Round trips per pair, for one thread: time per pair over the PING time.
-        let rtt = |rate: f64| 1e6 * threads as f64 / rate / ping_us;
+        let [raw, fenced, ours] = samples.map(|mut v| median(&mut v));
+        // Round trips per pair (one thread: it waits on every reply; with
+        // four threads on this 2-core machine the CPU, not the network, bounds it).
+        let rtt = |rate: f64| {
+            if threads == 1 {
+                format!("{:.2}", 1e6 / rate / ping_us)
+            } else {
+                "-".to_owned()
+            }
+        };
         println!(
-            "| {threads} | {r:.0} | {o:.0} | {:.3}x | {:.2} / {:.2} | {fenced:.0} |",
-            median(&mut ratio),
-            rtt(r),
-            rtt(o)
+            "| {threads} | {raw:.0} | {fenced:.0} | {ours:.0} | {:.3}x | {:.3}x | {} / {} / {} |",
+            median(&mut vs_raw),
+            median(&mut vs_fenced),
+            rtt(raw),
+            rtt(fenced),
+            rtt(ours),
         );
     }
     println!();
