@@ -6,7 +6,8 @@
 //! the raw fencing acquire script in place of `SET` (the floor of a Lua
 //! acquire that returns a fencing token), on 1 and 4 threads, in rounds
 //! that rotate the order; the Redis PING round trip; and contended
-//! critical sections per second (4 threads, one resource).
+//! critical sections per second (4 threads, one resource). The PING round
+//! trip is measured in every one-thread round, next to the pairs.
 //! Needs Redis at `MANNA_TEST_REDIS_URL` (default `redis://127.0.0.1:6379/0`).
 
 #![allow(
@@ -69,15 +70,7 @@ fn main() {
         r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
     );
 
-    // PING round trip.
     let mut pings = Vec::new();
-    for _ in 0..2000 {
-        let t = Instant::now();
-        let _: String = redis::cmd("PING").query(&mut probe).unwrap();
-        pings.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    let ping_us = median(&mut pings);
-
     println!("| threads | raw pair/s (`SET NX PX`) | raw pair/s (fencing acquire script) | DistributedLock pair/s | ratio to raw `SET` pair | ratio to raw script pair | PING round trips per pair (raw `SET` / raw script / ours) |");
     println!("|---|---|---|---|---|---|---|");
     for threads in [1usize, 4] {
@@ -129,20 +122,36 @@ fn main() {
                 ops.fetch_add(1, Ordering::Relaxed);
             }
         };
-        // Warm-up, then rounds that rotate the order of the three pairs.
+        // One thread PINGing back to back: the round trip, measured in
+        // every round next to the pairs (a single sample taken before the
+        // rounds drifted by half between runs).
+        let ping = |_: usize, stop: &AtomicBool, ops: &AtomicU64| {
+            let mut conn = client.get_connection().unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let _: String = redis::cmd("PING").query(&mut conn).unwrap();
+                ops.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        // Round trips per pair only on one thread, which waits on every
+        // reply; with four threads on this 2-core machine the CPU, not the
+        // network, bounds the rate.
+        let jobs = if threads == 1 { 4 } else { 3 };
+        // Warm-up, then rounds that rotate the order of the jobs.
         rate(threads, raw_pair);
         rate(threads, raw_fenced);
         rate(threads, our_pair);
         let mut samples: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         let (mut vs_raw, mut vs_fenced) = (Vec::new(), Vec::new());
+        let mut trips: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         for round in 0..ROUNDS {
-            let mut got = [0.0; 3];
-            for k in 0..3 {
-                let which = (round + k) % 3;
+            let mut got = [0.0; 4];
+            for k in 0..jobs {
+                let which = (round + k) % jobs;
                 got[which] = match which {
                     0 => rate(threads, raw_pair),
                     1 => rate(threads, raw_fenced),
-                    _ => rate(threads, our_pair),
+                    2 => rate(threads, our_pair),
+                    _ => rate(1, ping),
                 };
             }
             for (v, g) in samples.iter_mut().zip(got) {
@@ -150,28 +159,36 @@ fn main() {
             }
             vs_raw.push(got[2] / got[0]);
             vs_fenced.push(got[2] / got[1]);
+            if threads == 1 {
+                let ping_rate = got[3];
+                pings.push(1e6 / ping_rate);
+                for (v, g) in trips.iter_mut().zip(got) {
+                    v.push(ping_rate / g);
+                }
+            }
         }
         let [raw, fenced, ours] = samples.map(|mut v| median(&mut v));
-        // Round trips per pair (one thread: it waits on every reply; with
-        // four threads on this 2-core machine the CPU, not the network, bounds it).
-        let rtt = |rate: f64| {
-            if threads == 1 {
-                format!("{:.2}", 1e6 / rate / ping_us)
-            } else {
+        let [rtt_raw, rtt_fenced, rtt_ours] = trips.map(|mut v| {
+            if v.is_empty() {
                 "-".to_owned()
+            } else {
+                format!("{:.2}", median(&mut v))
             }
-        };
+        });
         println!(
-            "| {threads} | {raw:.0} | {fenced:.0} | {ours:.0} | {:.3}x | {:.3}x | {} / {} / {} |",
+            "| {threads} | {raw:.0} | {fenced:.0} | {ours:.0} | {:.3}x | {:.3}x | {rtt_raw} / {rtt_fenced} / {rtt_ours} |",
             median(&mut vs_raw),
             median(&mut vs_fenced),
-            rtt(raw),
-            rtt(fenced),
-            rtt(ours),
         );
     }
     println!();
-    println!("PING round trip: {ping_us:.1} µs (median of 2000)");
+    let (lo, hi) = pings
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(lo, hi), &p| (lo.min(p), hi.max(p)));
+    println!(
+        "PING round trip: {:.1} µs (median of {ROUNDS} rounds, {lo:.1}-{hi:.1}); round trips per pair are medians of the per-round ratio pair time / PING time",
+        median(&mut pings),
+    );
 
     let contended = rate(4, |_, stop, ops| {
         while !stop.load(Ordering::Relaxed) {
