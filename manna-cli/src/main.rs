@@ -138,7 +138,14 @@ fn main() -> ExitCode {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Incomplete) => ExitCode::from(3),
         Err(Failure(message)) => {
-            let _ = writeln!(io::stderr(), "manna: error: {message}");
+            // One line whatever the message: libpq's, for one, spans several.
+            let line = message
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let _ = writeln!(io::stderr(), "manna: error: {line}");
             ExitCode::FAILURE
         }
     }

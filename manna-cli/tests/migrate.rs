@@ -455,14 +455,20 @@ fn bad_arguments_are_refused_before_anything_is_touched() {
             migrate_args("/nonexistent/dir/db.sqlite", &[]),
             "no SQLite database at",
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(cfg!(feature = "postgres").then(|| {
+        // Nothing listens on port 1: libpq's message spans several lines.
+        (
+            migrate_args("postgres://postgres@127.0.0.1:1/test", &[]),
+            "cannot connect to PostgreSQL",
+        )
+    })) {
         let out = run(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert!(
-            text(&out.stderr).contains(expected),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr}");
     }
     let missing_context = run(&[
         "migrate",
