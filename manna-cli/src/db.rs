@@ -300,6 +300,13 @@ fn print_summary(
         "  undecryptable, skipped          {:>10}",
         report.invalid
     )?;
+    if report.batches_retried > 0 {
+        writeln!(
+            out,
+            "  batches retried (lock conflict) {:>10}",
+            report.batches_retried
+        )?;
+    }
     writeln!(
         out,
         "  rate                            {:>10.0} rows/s",

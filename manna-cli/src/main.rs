@@ -102,7 +102,9 @@ How it works: pages through the table by id; each batch is one transaction
 that writes each row only if it still holds the value that was read, so a
 row the application changed meanwhile is left alone (and counted). Rows
 already under the primary key and NULLs are skipped: the command can be
-stopped at any point and run again. Every run is recorded in the table
+stopped at any point and run again. A batch the database rolls back for a
+lock conflict with the application (a deadlock, a lock wait timeout) is
+written again, up to 10 times. Every run is recorded in the table
 manna_encryption_audit (created when missing).
 
 A value that cannot be decrypted stops the run before anything of its batch

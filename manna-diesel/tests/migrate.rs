@@ -648,3 +648,171 @@ fn many_invalid_rows_are_all_recorded_and_the_report_stays_small() {
             .expect("count");
     assert_eq!(recorded.n, 200);
 }
+
+/// Creates `items` with ten rows: 1 under the previous key, 2 under the
+/// primary key, 3-9 Fernet, 10 NULL (see `stored`).
+macro_rules! small_items {
+    ($conn:expr) => {{
+        diesel::sql_query("CREATE TABLE items (id BIGINT PRIMARY KEY, secret TEXT NULL)")
+            .execute($conn)
+            .expect("create table");
+        let rows: Vec<_> = (1..=10_i64)
+            .map(|id| (items::id.eq(id), items::secret.eq(stored(id))))
+            .collect();
+        diesel::insert_into(items::table)
+            .values(rows)
+            .execute($conn)
+            .expect("insert");
+    }};
+}
+
+/// A batch that deadlocks with an application transaction: the database
+/// rolls the batch back, the engine writes it again, and the application's
+/// two rows keep its values.
+///
+/// The application locks row 6; the batch locks 1, 3, 4 and 5 (in id order)
+/// and waits for 6; the application then asks for row 3. `$setup` runs on
+/// its own connection first; `$prepare` runs first in the application's
+/// transaction and makes the batch the victim the database picks.
+macro_rules! deadlock_test {
+    ($name:ident, $db:ty, $setup:expr, $prepare:expr) => {
+        #[test]
+        fn $name() {
+            let ring = ring();
+            let db = <$db>::new();
+            let mut conn = db.conn();
+            small_items!(&mut conn);
+            $setup(&mut conn).expect("setup");
+
+            let (locked_tx, locked_rx) = mpsc::channel();
+            let mut app = db.conn();
+            let writer = std::thread::spawn(move || {
+                app.transaction::<_, diesel::result::Error, _>(|c| {
+                    $prepare(&mut *c)?;
+                    diesel::update(items::table.find(6))
+                        .set(items::secret.eq(Secret("app-6".into())))
+                        .execute(c)?;
+                    locked_tx.send(()).expect("signal");
+                    // By now the batch holds rows 1-5 and waits for row 6.
+                    std::thread::sleep(Duration::from_millis(500));
+                    diesel::update(items::table.find(3))
+                        .set(items::secret.eq(Secret("app-3".into())))
+                        .execute(c)?;
+                    std::thread::sleep(Duration::from_millis(100));
+                    Ok(())
+                })
+                .expect("the application's transaction is not the deadlock victim");
+            });
+            locked_rx.recv().expect("row 6 locked");
+            let report = Reencryption::new("items", "secret", CONTEXT)
+                .run(&mut conn, &ring)
+                .expect("the deadlocked batch is written again");
+            writer.join().expect("writer");
+
+            assert!(report.batches_retried >= 1, "{report:?}");
+            assert_eq!(
+                (report.converted, report.changed_concurrently),
+                (6, 2),
+                "{report:?}"
+            );
+            for id in 1..=9_i64 {
+                let value: Option<Secret> = items::table
+                    .find(id)
+                    .select(items::secret)
+                    .first(&mut conn)
+                    .expect("load");
+                let expected = match id {
+                    3 | 6 => format!("app-{id}"),
+                    _ => plaintext(id),
+                };
+                assert_eq!(value.map(|s| s.0), Some(expected), "row {id}");
+            }
+            let census = census(&mut conn, "items", "secret", "id").expect("census");
+            assert!(census.is_complete(&ring), "{census:?}");
+            let audit: Vec<AuditRow> = diesel::sql_query(AUDIT_SQL).load(&mut conn).expect("audit");
+            assert_eq!(
+                (
+                    audit[0].rows_converted,
+                    audit[0].rows_changed_concurrently,
+                    audit[0].status.as_str()
+                ),
+                (6, 2, "completed")
+            );
+        }
+    };
+}
+
+// PostgreSQL: the session whose `deadlock_timeout` runs out after the cycle
+// formed is rolled back; the engine's is 1 s, the application's 10 s.
+deadlock_test!(
+    postgres_a_batch_that_loses_a_deadlock_is_written_again,
+    common::PgDb,
+    |_: &mut PgConnection| QueryResult::Ok(()),
+    |c: &mut PgConnection| diesel::sql_query("SET LOCAL deadlock_timeout = '10s'")
+        .execute(c)
+        .map(drop)
+);
+
+// InnoDB rolls back the transaction that changed fewer rows: the
+// application first writes 200 rows elsewhere. (The table is created
+// beforehand: DDL would commit the application's transaction.)
+deadlock_test!(
+    mysql_a_batch_that_loses_a_deadlock_is_written_again,
+    common::MysqlDb,
+    |c: &mut MysqlConnection| diesel::sql_query("CREATE TABLE app_log (n INT NOT NULL)").execute(c),
+    |c: &mut MysqlConnection| diesel::sql_query(
+        "INSERT INTO app_log (n) SELECT seq FROM seq_1_to_200"
+    )
+    .execute(c)
+    .map(drop)
+);
+
+/// SQLite with Diesel's default of no busy timeout: while the application
+/// holds the write lock, the batch fails with `database is locked` at once;
+/// the engine writes it again after a pause, once the application committed.
+#[test]
+fn sqlite_a_batch_that_finds_the_database_locked_is_written_again() {
+    let ring = ring();
+    let db = common::SqliteDb::new();
+    let mut conn = db.conn();
+    small_items!(&mut conn);
+    // The engine's own connection, with no busy timeout.
+    let mut engine = SqliteConnection::establish(&db.url).expect("SQLite connection");
+
+    let (locked_tx, locked_rx) = mpsc::channel();
+    let mut app = db.conn();
+    let writer = std::thread::spawn(move || {
+        app.transaction::<_, diesel::result::Error, _>(|c| {
+            diesel::update(items::table.find(4))
+                .set(items::secret.eq(Secret("app-4".into())))
+                .execute(c)?;
+            locked_tx.send(()).expect("signal");
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(())
+        })
+        .expect("application transaction");
+    });
+    locked_rx.recv().expect("write lock held");
+    // The audit row would be written before the read, while the lock is held.
+    let report = Reencryption::new("items", "secret", CONTEXT)
+        .audit(false)
+        .run(&mut engine, &ring)
+        .expect("the batch is written again once the lock is free");
+    writer.join().expect("writer");
+
+    assert!(report.batches_retried >= 1, "{report:?}");
+    assert_eq!(
+        (report.converted, report.changed_concurrently),
+        (7, 1),
+        "{report:?}"
+    );
+    let value: Option<Secret> = items::table
+        .find(4)
+        .select(items::secret)
+        .first(&mut conn)
+        .expect("load");
+    assert_eq!(value.map(|s| s.0).as_deref(), Some("app-4"));
+    assert!(census(&mut conn, "items", "secret", "id")
+        .expect("census")
+        .is_complete(&ring));
+}

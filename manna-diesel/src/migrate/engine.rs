@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use manna_crypto::{classify_bytes, Format, KeyId, Keyring};
 use zeroize::Zeroizing;
@@ -9,6 +10,7 @@ use zeroize::Zeroizing;
 use super::backend::{Bind, MigrationConnection, PageRow, Rewrite, Stored};
 use super::sql::Statements;
 use super::{ensure_audit_tables, MigrationError};
+use crate::RetryPolicy;
 
 /// Which stored values a run re-encrypts.
 ///
@@ -87,6 +89,10 @@ pub struct Report {
     pub last_id: Option<i64>,
     /// Batches read.
     pub batches: u64,
+    /// Batch writes the database rolled back for a lock conflict with the
+    /// application (a deadlock, a lock wait timeout, SQLite busy) and that
+    /// were written again.
+    pub batches_retried: u64,
     /// Whether this was a dry run (nothing written, no audit row).
     pub dry_run: bool,
 }
@@ -126,6 +132,41 @@ pub struct Reencryption {
     skip_invalid: bool,
     audit: bool,
     binary: bool,
+}
+
+/// How often, and after what pauses, a batch that the database rolled back
+/// for a lock conflict (deadlock, lock wait timeout, SQLite busy) is written
+/// again before the run stops: 10 attempts, full jitter from 20 ms up to
+/// 2 s (about 3 s of waiting in all, on average, before it gives up).
+fn batch_retry() -> RetryPolicy {
+    RetryPolicy::default()
+        .base_delay(Duration::from_millis(20))
+        .max_delay(Duration::from_secs(2))
+        .max_attempts(10)
+}
+
+/// A database error that says the transaction lost a lock conflict and was
+/// (or must be) rolled back, so that running it again can succeed.
+///
+/// Diesel reports PostgreSQL's SQLSTATE 40001 and MySQL/MariaDB's deadlock
+/// (1213) as `SerializationFailure`. The others arrive as `Unknown`,
+/// without their codes, so they are told by message: PostgreSQL `deadlock
+/// detected` (40P01), MySQL/MariaDB `Lock wait timeout exceeded` (1205),
+/// SQLite `database is locked` (`SQLITE_BUSY`). A PostgreSQL server that
+/// reports them in another language stops the run instead, as before;
+/// running it again resumes.
+fn is_lock_failure(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        Error::DatabaseError(_, info) => {
+            let message = info.message().to_ascii_lowercase();
+            ["deadlock", "lock wait timeout", "database is locked"]
+                .iter()
+                .any(|needle| message.contains(needle))
+        }
+        _ => false,
+    }
 }
 
 /// Undecryptable rows kept in a [`Report`] (and logged); the audit table has all.
@@ -555,29 +596,55 @@ impl Reencryption {
             next.converted += planned;
         } else if !rewrites.is_empty() || !invalid.is_empty() {
             let from_summary = next.formats_found();
+            let (converted, changed) = (next.converted, next.changed_concurrently);
             let next = &mut next;
-            conn.transaction::<_, MigrationError, _>(|conn| {
-                let written = conn.write_batch(statements, &rewrites)? as u64;
-                next.converted += written;
-                next.changed_concurrently += planned - written.min(planned);
-                if audited {
-                    for row in &invalid {
+            let retry = batch_retry();
+            let mut attempt = 0;
+            loop {
+                // Counts are set, not added to: a rolled-back attempt leaves no trace.
+                let outcome = conn.transaction::<_, MigrationError, _>(|conn| {
+                    let written = conn.write_batch(statements, &rewrites)? as u64;
+                    next.converted = converted + written;
+                    next.changed_concurrently = changed + planned - written.min(planned);
+                    if audited {
+                        for row in &invalid {
+                            conn.execute_binds(
+                                &statements.audit_invalid_row(),
+                                &[
+                                    Bind::Text(&next.run_id),
+                                    Bind::BigInt(row.id),
+                                    Bind::Text(&row.failure),
+                                ],
+                            )?;
+                        }
                         conn.execute_binds(
-                            &statements.audit_invalid_row(),
-                            &[
-                                Bind::Text(&next.run_id),
-                                Bind::BigInt(row.id),
-                                Bind::Text(&row.failure),
-                            ],
+                            &statements.audit_progress(),
+                            &progress_binds(next, &from_summary),
                         )?;
                     }
-                    conn.execute_binds(
-                        &statements.audit_progress(),
-                        &progress_binds(next, &from_summary),
-                    )?;
+                    Ok(())
+                });
+                match outcome {
+                    Err(MigrationError::Database(e))
+                        if attempt + 1 < retry.get_max_attempts() && is_lock_failure(&e) =>
+                    {
+                        // The batch was rolled back whole. Writing it again is
+                        // safe: each row is still compare-and-swap, so a value
+                        // the application wrote meanwhile is left alone.
+                        let pause = retry.backoff(attempt);
+                        attempt += 1;
+                        next.batches_retried += 1;
+                        tracing::warn!(
+                            run_id = %next.run_id,
+                            attempt,
+                            error = %e,
+                            "batch rolled back by a lock conflict with the application; writing it again in {pause:?}"
+                        );
+                        std::thread::sleep(pause);
+                    }
+                    other => break other?,
                 }
-                Ok(())
-            })?;
+            }
         }
         let mut overflow_logged = report.invalid > SHOWN_INVALID as u64;
         for row in invalid {

@@ -12,6 +12,10 @@
 //!   (`... WHERE id = ? AND col = <the value it read>`), so a row the
 //!   application changed in the meantime is left alone and counted: the
 //!   application already wrote it in the new format;
+//! - writes a batch again when the database rolled it back for a lock
+//!   conflict with the application (a deadlock, a lock wait timeout,
+//!   SQLite busy): up to 10 attempts with backoff, safe because every row
+//!   is still compare-and-swap ([`Report::batches_retried`] counts them);
 //! - skips rows already under the primary key and NULLs, so a run is
 //!   idempotent and can be killed at any point and run again;
 //! - stops at the first batch holding a value it cannot decrypt, writing
