@@ -151,19 +151,25 @@ fn batch_retry() -> RetryPolicy {
 /// Diesel reports PostgreSQL's SQLSTATE 40001 and MySQL/MariaDB's deadlock
 /// (1213) as `SerializationFailure`. The others arrive as `Unknown`,
 /// without their codes, so they are told by message: PostgreSQL `deadlock
-/// detected` (40P01), MySQL/MariaDB `Lock wait timeout exceeded` (1205),
-/// SQLite `database is locked` (`SQLITE_BUSY`). A PostgreSQL server that
-/// reports them in another language stops the run instead, as before;
-/// running it again resumes.
+/// detected` (40P01) and `canceling statement due to lock timeout` (55P03,
+/// with `lock_timeout` set), MySQL/MariaDB `Lock wait timeout exceeded`
+/// (1205), SQLite `database is locked` (`SQLITE_BUSY`). A PostgreSQL
+/// server that reports them in another language stops the run instead, as
+/// before; running it again resumes.
 fn is_lock_failure(e: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
     match e {
         Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
         Error::DatabaseError(_, info) => {
             let message = info.message().to_ascii_lowercase();
-            ["deadlock", "lock wait timeout", "database is locked"]
-                .iter()
-                .any(|needle| message.contains(needle))
+            [
+                "deadlock",
+                "lock timeout",
+                "lock wait timeout",
+                "database is locked",
+            ]
+            .iter()
+            .any(|needle| message.contains(needle))
         }
         _ => false,
     }
@@ -904,4 +910,54 @@ pub fn id_range<C: MigrationConnection>(
         (Some(lo), Some(hi)) => Some((lo, hi)),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::is_lock_failure;
+
+    fn db(kind: DatabaseErrorKind, message: &str) -> Error {
+        Error::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn lock_conflicts_are_told_from_other_failures() {
+        use DatabaseErrorKind::{ClosedConnection, SerializationFailure, UniqueViolation, Unknown};
+        for retried in [
+            db(
+                SerializationFailure,
+                "could not serialize access due to concurrent update",
+            ),
+            db(
+                SerializationFailure,
+                "Deadlock found when trying to get lock; try restarting transaction",
+            ),
+            db(Unknown, "deadlock detected"),
+            db(Unknown, "canceling statement due to lock timeout"),
+            db(
+                Unknown,
+                "Lock wait timeout exceeded; try restarting transaction",
+            ),
+            db(Unknown, "database is locked"),
+        ] {
+            assert!(is_lock_failure(&retried), "{retried}");
+        }
+        for stops in [
+            db(Unknown, "syntax error at or near \"UPDTE\""),
+            db(Unknown, "relation \"items\" does not exist"),
+            db(
+                UniqueViolation,
+                "duplicate key value violates unique constraint",
+            ),
+            db(
+                ClosedConnection,
+                "server closed the connection unexpectedly",
+            ),
+            Error::NotFound,
+        ] {
+            assert!(!is_lock_failure(&stops), "{stops}");
+        }
+    }
 }
