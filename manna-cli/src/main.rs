@@ -39,6 +39,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    // The doc comment is clap's help text, where `<key>` reads as meant.
+    #[allow(rustdoc::invalid_html_tags)]
     /// Print a new random AES-256 key as MANNA_ENCRYPTION_KEY_AES256=<key>.
     #[command(after_help = "Examples:\n  manna keygen >> .env\n  manna keygen --raw")]
     Keygen {

@@ -6,7 +6,7 @@
 //!
 //! - pages through the table by id (keyset pagination: `WHERE id > $last
 //!   ORDER BY id LIMIT n`), so memory stays flat whatever the table size;
-//! - decrypts each value that [`Keyring::needs_reencryption`] and encrypts
+//! - decrypts each value that [`Keyring::needs_reencryption`](manna_crypto::Keyring::needs_reencryption) and encrypts
 //!   it again, under the primary key, with the same context;
 //! - writes each batch in one transaction with **compare-and-swap**
 //!   (`... WHERE id = ? AND col = <the value it read>`), so a row the
