@@ -575,6 +575,32 @@ impl RetryPolicy {
         let random = getrandom::u64().unwrap_or(nanos / 2);
         Duration::from_nanos(random % (nanos + 1))
     }
+
+    /// Runs `attempt` until it succeeds or fails with an error that
+    /// `retryable` refuses. A retryable failure is tried again after
+    /// `backoff(n - 1)` (`n` counts the failures), calling `on_retry(n,
+    /// &err, pause)` first, until `max_attempts` attempts were made; then
+    /// that failure is returned. Behind [`retry_on_conflict`] and the
+    /// re-encryption engine's batch writes.
+    pub(crate) fn retry<T, E>(
+        &self,
+        mut attempt: impl FnMut() -> Result<T, E>,
+        retryable: impl Fn(&E) -> bool,
+        mut on_retry: impl FnMut(u32, &E, Duration),
+    ) -> Result<T, E> {
+        let mut failures = 0;
+        loop {
+            match attempt() {
+                Err(err) if retryable(&err) && failures + 1 < self.max_attempts => {
+                    failures += 1;
+                    let pause = self.backoff(failures - 1);
+                    on_retry(failures, &err, pause);
+                    std::thread::sleep(pause);
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 static CONFLICTS: AtomicU64 = AtomicU64::new(0);
@@ -649,26 +675,27 @@ pub fn retry_on_conflict<C, T>(
     conn: &mut C,
     mut attempt: impl FnMut(&mut C) -> Result<T, OptimisticLockError>,
 ) -> Result<T, OptimisticLockError> {
-    let mut n = 0;
-    loop {
-        match attempt(conn) {
-            Err(err) if err.is_conflict() => {
-                n += 1;
-                if n >= policy.max_attempts {
-                    EXHAUSTED.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(attempts = n, "optimistic lock: retries exhausted: {err}");
-                    return Err(err);
-                }
-                let backoff = policy.backoff(n - 1);
-                RETRIES.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
-                    attempt = n,
-                    backoff_ms = backoff.as_secs_f64() * 1e3,
-                    "optimistic lock: retrying"
-                );
-                std::thread::sleep(backoff);
-            }
-            other => return other,
+    let result = policy.retry(
+        || attempt(conn),
+        OptimisticLockError::is_conflict,
+        |n, _, backoff| {
+            RETRIES.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                attempt = n,
+                backoff_ms = backoff.as_secs_f64() * 1e3,
+                "optimistic lock: retrying"
+            );
+        },
+    );
+    // A conflict that comes back is the last attempt's.
+    if let Err(err) = &result {
+        if err.is_conflict() {
+            EXHAUSTED.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                attempts = policy.max_attempts,
+                "optimistic lock: retries exhausted: {err}"
+            );
         }
     }
+    result
 }

@@ -604,53 +604,49 @@ impl Reencryption {
             let from_summary = next.formats_found();
             let (converted, changed) = (next.converted, next.changed_concurrently);
             let next = &mut next;
-            let retry = batch_retry();
-            let mut attempt = 0;
-            loop {
+            let run_id = &report.run_id;
+            let mut retried = 0;
+            batch_retry().retry(
                 // Counts are set, not added to: a rolled-back attempt leaves no trace.
-                let outcome = conn.transaction::<_, MigrationError, _>(|conn| {
-                    let written = conn.write_batch(statements, &rewrites)? as u64;
-                    next.converted = converted + written;
-                    next.changed_concurrently = changed + planned - written.min(planned);
-                    if audited {
-                        for row in &invalid {
+                || {
+                    conn.transaction::<_, MigrationError, _>(|conn| {
+                        let written = conn.write_batch(statements, &rewrites)? as u64;
+                        next.converted = converted + written;
+                        next.changed_concurrently = changed + planned - written.min(planned);
+                        if audited {
+                            for row in &invalid {
+                                conn.execute_binds(
+                                    &statements.audit_invalid_row(),
+                                    &[
+                                        Bind::Text(&next.run_id),
+                                        Bind::BigInt(row.id),
+                                        Bind::Text(&row.failure),
+                                    ],
+                                )?;
+                            }
                             conn.execute_binds(
-                                &statements.audit_invalid_row(),
-                                &[
-                                    Bind::Text(&next.run_id),
-                                    Bind::BigInt(row.id),
-                                    Bind::Text(&row.failure),
-                                ],
+                                &statements.audit_progress(),
+                                &progress_binds(next, &from_summary),
                             )?;
                         }
-                        conn.execute_binds(
-                            &statements.audit_progress(),
-                            &progress_binds(next, &from_summary),
-                        )?;
-                    }
-                    Ok(())
-                });
-                match outcome {
-                    Err(MigrationError::Database(e))
-                        if attempt + 1 < retry.get_max_attempts() && is_lock_failure(&e) =>
-                    {
-                        // The batch was rolled back whole. Writing it again is
-                        // safe: each row is still compare-and-swap, so a value
-                        // the application wrote meanwhile is left alone.
-                        let pause = retry.backoff(attempt);
-                        attempt += 1;
-                        next.batches_retried += 1;
-                        tracing::warn!(
-                            run_id = %next.run_id,
-                            attempt,
-                            error = %e,
-                            "batch rolled back by a lock conflict with the application; writing it again in {pause:?}"
-                        );
-                        std::thread::sleep(pause);
-                    }
-                    other => break other?,
-                }
-            }
+                        Ok(())
+                    })
+                },
+                |e| matches!(e, MigrationError::Database(e) if is_lock_failure(e)),
+                // The batch was rolled back whole. Writing it again is safe:
+                // each row is still compare-and-swap, so a value the
+                // application wrote meanwhile is left alone.
+                |attempt, e, pause| {
+                    retried += 1;
+                    tracing::warn!(
+                        %run_id,
+                        attempt,
+                        error = %e,
+                        "batch rolled back by a lock conflict with the application; writing it again in {pause:?}"
+                    );
+                },
+            )?;
+            next.batches_retried += retried;
         }
         let mut overflow_logged = report.invalid > SHOWN_INVALID as u64;
         for row in invalid {
