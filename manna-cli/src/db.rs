@@ -160,16 +160,27 @@ impl OnConnection for MigrateJob {
         let range = id_range(conn, self.job.table(), self.job.id_column_name())?;
         let started = Instant::now();
         let mut progress = Progress::new(range);
-        let outcome = self
-            .job
-            .run_with_progress(conn, &self.keyring, |report| progress.update(report));
+        // What the batches committed before a stop: the operator's next step
+        // depends on it, and a rerun resumes from there.
+        let mut committed: Option<(String, u64)> = None;
+        let outcome = self.job.run_with_progress(conn, &self.keyring, |report| {
+            committed = (!report.dry_run).then(|| (report.run_id.clone(), report.converted));
+            progress.update(report);
+        });
         progress.finish();
         match outcome {
             Ok(report) => {
                 print_summary(&self.job, self.scope, &report, started.elapsed())?;
                 Ok(())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(Failure(match committed {
+                Some((run_id, converted)) => format!(
+                    "{e} ({converted} value(s) re-encrypted before the stop are committed, \
+                     counted under run {run_id} in manna_encryption_audit; \
+                     running the command again resumes from there)"
+                ),
+                _ => e.to_string(),
+            })),
         }
     }
 }

@@ -398,6 +398,13 @@ fn garbage_stops_the_run_naming_the_row_and_skip_invalid_records_it() {
     );
     assert!(!stderr.contains("hunter2"), "the value leaked: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // The first batch (ids 1-1000) was committed before the stop; the
+    // operator is told so, and that a rerun resumes.
+    assert!(
+        stderr.contains("re-encrypted before the stop are committed, counted under run ")
+            && stderr.contains("running the command again resumes from there"),
+        "{stderr}"
+    );
 
     let skipped = run(&migrate_args(&url, &["--skip-invalid"]));
     assert_eq!(skipped.status.code(), Some(0), "{}", text(&skipped.stderr));
