@@ -3,8 +3,9 @@
 //! Uncontended acquire+release pairs per second through `DistributedLock`,
 //! side by side with the same two commands issued raw through redis-rs
 //! (`SET NX PX`, then `EVALSHA` of the compare-and-delete script), and with
-//! the raw fencing acquire script in place of `SET` (the floor of a Lua
-//! acquire that returns a fencing token), on 1 and 4 threads, in rounds
+//! two fencing acquires in place of `SET`: a Lua script (`SET NX PX`, then
+//! `INCR` on success) and our own `SET NX PX` + `INCR` in `MULTI`/`EXEC`,
+//! both raw (no pool, no client code of ours). On 1 and 4 threads, in rounds
 //! that rotate the order; the Redis PING round trip; and contended
 //! critical sections per second (4 threads, one resource). The PING round
 //! trip is measured in every one-thread round, next to the pairs.
@@ -62,7 +63,8 @@ fn main() {
     let prefix = format!("manna:bench:{}:", std::process::id());
     let locks =
         DistributedLock::from_url_with(&url, LockConfig::default().prefix(prefix.clone())).unwrap();
-    // The acquire script, run raw: the server-side cost of fencing (SET + INCR in Lua).
+    // A Lua fencing acquire, run raw: what fencing costs when done in a script
+    // (ours is SET + INCR in MULTI/EXEC, which the server runs for less).
     let acquire = redis::Script::new(
         r"if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return redis.call('INCR', KEYS[2]) end return 0",
     );
@@ -71,8 +73,8 @@ fn main() {
     );
 
     let mut pings = Vec::new();
-    println!("| threads | raw pair/s (`SET NX PX`) | raw pair/s (fencing acquire script) | DistributedLock pair/s | ratio to raw `SET` pair | ratio to raw script pair | PING round trips per pair (raw `SET` / raw script / ours) |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| threads | raw `SET NX PX` pair/s | raw Lua fencing pair/s (ratio to raw `SET`) | raw `MULTI` fencing pair/s (ratio to raw `SET`) | DistributedLock pair/s | ours: ratio to raw `SET` pair | ours: ratio to raw `MULTI` pair | PING round trips per pair (raw `SET` / raw Lua / raw `MULTI` / ours) |");
+    println!("|---|---|---|---|---|---|---|---|");
     for threads in [1usize, 4] {
         let raw_pair = |t: usize, stop: &AtomicBool, ops: &AtomicU64| {
             let mut conn = client.get_connection().unwrap();
@@ -122,6 +124,31 @@ fn main() {
                 ops.fetch_add(1, Ordering::Relaxed);
             }
         };
+        // Our acquire's commands, raw: SET NX PX + INCR in MULTI/EXEC.
+        let raw_multi = |t: usize, stop: &AtomicBool, ops: &AtomicU64| {
+            let mut conn = client.get_connection().unwrap();
+            let key = format!("{prefix}rawm:{{{t}}}");
+            let fence_key = format!("{key}:fence");
+            while !stop.load(Ordering::Relaxed) {
+                let token = format!("{:032x}", getrandom::u64().unwrap());
+                let (ok, f): (bool, u64) = redis::pipe()
+                    .atomic()
+                    .cmd("SET")
+                    .arg(&key)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(30_000)
+                    .cmd("INCR")
+                    .arg(&fence_key)
+                    .query(&mut conn)
+                    .unwrap();
+                assert!(ok && f > 0);
+                let n: i64 = release.key(&key).arg(&token).invoke(&mut conn).unwrap();
+                assert_eq!(n, 1);
+                ops.fetch_add(1, Ordering::Relaxed);
+            }
+        };
         // One thread PINGing back to back: the round trip, measured in
         // every round next to the pairs (a single sample taken before the
         // rounds drifted by half between runs).
@@ -135,40 +162,45 @@ fn main() {
         // Round trips per pair only on one thread, which waits on every
         // reply; with four threads on this 2-core machine the CPU, not the
         // network, bounds the rate.
-        let jobs = if threads == 1 { 4 } else { 3 };
+        let jobs = if threads == 1 { 5 } else { 4 };
         // Warm-up, then rounds that rotate the order of the jobs.
         rate(threads, raw_pair);
         rate(threads, raw_fenced);
+        rate(threads, raw_multi);
         rate(threads, our_pair);
-        let mut samples: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-        let (mut vs_raw, mut vs_fenced) = (Vec::new(), Vec::new());
-        let mut trips: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        let mut samples: [Vec<f64>; 4] = Default::default();
+        let (mut vs_raw, mut vs_multi, mut lua_vs_raw, mut multi_vs_raw) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut trips: [Vec<f64>; 4] = Default::default();
         for round in 0..ROUNDS {
-            let mut got = [0.0; 4];
+            let mut got = [0.0; 5];
             for k in 0..jobs {
                 let which = (round + k) % jobs;
                 got[which] = match which {
                     0 => rate(threads, raw_pair),
                     1 => rate(threads, raw_fenced),
-                    2 => rate(threads, our_pair),
+                    2 => rate(threads, raw_multi),
+                    3 => rate(threads, our_pair),
                     _ => rate(1, ping),
                 };
             }
             for (v, g) in samples.iter_mut().zip(got) {
                 v.push(g);
             }
-            vs_raw.push(got[2] / got[0]);
-            vs_fenced.push(got[2] / got[1]);
+            vs_raw.push(got[3] / got[0]);
+            vs_multi.push(got[3] / got[2]);
+            lua_vs_raw.push(got[1] / got[0]);
+            multi_vs_raw.push(got[2] / got[0]);
             if threads == 1 {
-                let ping_rate = got[3];
+                let ping_rate = got[4];
                 pings.push(1e6 / ping_rate);
                 for (v, g) in trips.iter_mut().zip(got) {
                     v.push(ping_rate / g);
                 }
             }
         }
-        let [raw, fenced, ours] = samples.map(|mut v| median(&mut v));
-        let [rtt_raw, rtt_fenced, rtt_ours] = trips.map(|mut v| {
+        let [raw, fenced, multi, ours] = samples.map(|mut v| median(&mut v));
+        let [rtt_raw, rtt_fenced, rtt_multi, rtt_ours] = trips.map(|mut v| {
             if v.is_empty() {
                 "-".to_owned()
             } else {
@@ -176,9 +208,11 @@ fn main() {
             }
         });
         println!(
-            "| {threads} | {raw:.0} | {fenced:.0} | {ours:.0} | {:.3}x | {:.3}x | {rtt_raw} / {rtt_fenced} / {rtt_ours} |",
+            "| {threads} | {raw:.0} | {fenced:.0} ({:.3}x) | {multi:.0} ({:.3}x) | {ours:.0} | **{:.3}x** | {:.3}x | {rtt_raw} / {rtt_fenced} / {rtt_multi} / {rtt_ours} |",
+            median(&mut lua_vs_raw),
+            median(&mut multi_vs_raw),
             median(&mut vs_raw),
-            median(&mut vs_fenced),
+            median(&mut vs_multi),
         );
     }
     println!();

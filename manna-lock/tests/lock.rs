@@ -186,6 +186,64 @@ fn fencing_tokens_strictly_increase_across_holders() {
     assert!(token.fence() > last);
 }
 
+/// Acquire is `SET NX PX` + `INCR` in one `MULTI` transaction, so a busy
+/// attempt moves the counter too. Under contention (4 threads, attempts
+/// failing all the time), each holder's fence is still above every earlier
+/// holder's, checked inside the critical section against what the previous
+/// holder stored; and a busy attempt leaves the holder's lock alone.
+#[test]
+fn fencing_tokens_strictly_increase_under_contention() {
+    let (locks, prefix) = common::locks();
+    let last_key = format!("{prefix}last-fence");
+    let holders = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (locks, last_key, holders) = (&locks, &last_key, &holders);
+            s.spawn(move || {
+                let mut raw = common::raw();
+                for _ in 0..50 {
+                    let guard = locks
+                        .lock(
+                            "contended-fence",
+                            LockOptions::new().wait(Duration::from_secs(60)),
+                        )
+                        .expect("lock");
+                    let fence = guard.fencing_token();
+                    let last: Option<u64> = raw.get(last_key).expect("GET");
+                    assert!(
+                        fence > last.unwrap_or(0),
+                        "fence {fence} after a holder with {last:?}"
+                    );
+                    let _: () = raw.set(last_key, fence).expect("SET");
+                    holders.fetch_add(1, Ordering::SeqCst);
+                    drop(guard);
+                }
+            });
+        }
+    });
+    assert_eq!(holders.load(Ordering::SeqCst), 200);
+
+    let held = locks
+        .acquire_lock("contended-fence", Duration::from_secs(5))
+        .expect("acquire");
+    for _ in 0..3 {
+        assert!(matches!(
+            locks.acquire_lock("contended-fence", Duration::from_secs(5)),
+            Err(LockError::Busy { .. })
+        ));
+    }
+    assert!(
+        locks
+            .release_lock("contended-fence", &held)
+            .expect("release"),
+        "the busy attempts left the holder's lock in place"
+    );
+    let next = locks
+        .acquire_lock("contended-fence", Duration::from_secs(5))
+        .expect("acquire");
+    assert!(next.fence() > held.fence());
+}
+
 #[test]
 fn extend_and_check_report_a_lost_lock() {
     let (locks, prefix) = common::locks();
