@@ -51,6 +51,29 @@ fn rate(threads: usize, work: impl Fn(usize, &AtomicBool, &AtomicU64) + Sync) ->
     ops.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// A raw pair on a dedicated connection per thread: `acquire(conn, key,
+/// fence key, token)` (true when it took the lock), then the release script.
+fn raw_job<'a>(
+    client: &'a redis::Client,
+    prefix: &'a str,
+    tag: &'a str,
+    release: &'a redis::Script,
+    acquire: impl Fn(&mut redis::Connection, &str, &str, &str) -> bool + Sync + 'a,
+) -> impl Fn(usize, &AtomicBool, &AtomicU64) + Sync + 'a {
+    move |t, stop, ops| {
+        let mut conn = client.get_connection().unwrap();
+        let key = format!("{prefix}{tag}:{{{t}}}");
+        let fence_key = format!("{key}:fence");
+        while !stop.load(Ordering::Relaxed) {
+            let token = format!("{:032x}", getrandom::u64().unwrap());
+            assert!(acquire(&mut conn, &key, &fence_key, &token));
+            let n: i64 = release.key(&key).arg(&token).invoke(&mut conn).unwrap();
+            assert_eq!(n, 1);
+            ops.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -76,25 +99,55 @@ fn main() {
     println!("| threads | raw `SET NX PX` pair/s | raw Lua fencing pair/s (ratio to raw `SET`) | raw `MULTI` fencing pair/s (ratio to raw `SET`) | DistributedLock pair/s | ours: ratio to raw `SET` pair | ours: ratio to raw `MULTI` pair | PING round trips per pair (raw `SET` / raw Lua / raw `MULTI` / ours) |");
     println!("|---|---|---|---|---|---|---|---|");
     for threads in [1usize, 4] {
-        let raw_pair = |t: usize, stop: &AtomicBool, ops: &AtomicU64| {
-            let mut conn = client.get_connection().unwrap();
-            let key = format!("{prefix}raw:{t}");
-            while !stop.load(Ordering::Relaxed) {
-                let token = format!("{:032x}", getrandom::u64().unwrap());
-                let ok: Option<String> = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&token)
+        let raw_pair = raw_job(&client, &prefix, "raw", &release, |conn, key, _, token| {
+            let ok: Option<String> = redis::cmd("SET")
+                .arg(key)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(30_000)
+                .query(conn)
+                .unwrap();
+            ok.is_some()
+        });
+        let raw_fenced = raw_job(
+            &client,
+            &prefix,
+            "rawf",
+            &release,
+            |conn, key, fence, token| {
+                let f: u64 = acquire
+                    .key(key)
+                    .key(fence)
+                    .arg(token)
+                    .arg(30_000)
+                    .invoke(conn)
+                    .unwrap();
+                f > 0
+            },
+        );
+        // Our acquire's commands, raw: SET NX PX + INCR in MULTI/EXEC.
+        let raw_multi = raw_job(
+            &client,
+            &prefix,
+            "rawm",
+            &release,
+            |conn, key, fence, token| {
+                let (ok, f): (bool, u64) = redis::pipe()
+                    .atomic()
+                    .cmd("SET")
+                    .arg(key)
+                    .arg(token)
                     .arg("NX")
                     .arg("PX")
                     .arg(30_000)
-                    .query(&mut conn)
+                    .cmd("INCR")
+                    .arg(fence)
+                    .query(conn)
                     .unwrap();
-                assert!(ok.is_some());
-                let n: i64 = release.key(&key).arg(&token).invoke(&mut conn).unwrap();
-                assert_eq!(n, 1);
-                ops.fetch_add(1, Ordering::Relaxed);
-            }
-        };
+                ok && f > 0
+            },
+        );
         let our_pair = |t: usize, stop: &AtomicBool, ops: &AtomicU64| {
             let resource = format!("ours:{t}");
             while !stop.load(Ordering::Relaxed) {
@@ -102,50 +155,6 @@ fn main() {
                     .acquire_lock(&resource, Duration::from_secs(30))
                     .unwrap();
                 assert!(locks.release_lock(&resource, &token).unwrap());
-                ops.fetch_add(1, Ordering::Relaxed);
-            }
-        };
-        let raw_fenced = |t: usize, stop: &AtomicBool, ops: &AtomicU64| {
-            let mut conn = client.get_connection().unwrap();
-            let key = format!("{prefix}rawf:{{{t}}}");
-            let fence_key = format!("{key}:fence");
-            while !stop.load(Ordering::Relaxed) {
-                let token = format!("{:032x}", getrandom::u64().unwrap());
-                let f: u64 = acquire
-                    .key(&key)
-                    .key(&fence_key)
-                    .arg(&token)
-                    .arg(30_000)
-                    .invoke(&mut conn)
-                    .unwrap();
-                assert!(f > 0);
-                let n: i64 = release.key(&key).arg(&token).invoke(&mut conn).unwrap();
-                assert_eq!(n, 1);
-                ops.fetch_add(1, Ordering::Relaxed);
-            }
-        };
-        // Our acquire's commands, raw: SET NX PX + INCR in MULTI/EXEC.
-        let raw_multi = |t: usize, stop: &AtomicBool, ops: &AtomicU64| {
-            let mut conn = client.get_connection().unwrap();
-            let key = format!("{prefix}rawm:{{{t}}}");
-            let fence_key = format!("{key}:fence");
-            while !stop.load(Ordering::Relaxed) {
-                let token = format!("{:032x}", getrandom::u64().unwrap());
-                let (ok, f): (bool, u64) = redis::pipe()
-                    .atomic()
-                    .cmd("SET")
-                    .arg(&key)
-                    .arg(&token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(30_000)
-                    .cmd("INCR")
-                    .arg(&fence_key)
-                    .query(&mut conn)
-                    .unwrap();
-                assert!(ok && f > 0);
-                let n: i64 = release.key(&key).arg(&token).invoke(&mut conn).unwrap();
-                assert_eq!(n, 1);
                 ops.fetch_add(1, Ordering::Relaxed);
             }
         };
@@ -164,9 +173,9 @@ fn main() {
         // network, bounds the rate.
         let jobs = if threads == 1 { 5 } else { 4 };
         // Warm-up, then rounds that rotate the order of the jobs.
-        rate(threads, raw_pair);
-        rate(threads, raw_fenced);
-        rate(threads, raw_multi);
+        rate(threads, &raw_pair);
+        rate(threads, &raw_fenced);
+        rate(threads, &raw_multi);
         rate(threads, our_pair);
         let mut samples: [Vec<f64>; 4] = Default::default();
         let (mut vs_raw, mut vs_multi, mut lua_vs_raw, mut multi_vs_raw) =
@@ -177,9 +186,9 @@ fn main() {
             for k in 0..jobs {
                 let which = (round + k) % jobs;
                 got[which] = match which {
-                    0 => rate(threads, raw_pair),
-                    1 => rate(threads, raw_fenced),
-                    2 => rate(threads, raw_multi),
+                    0 => rate(threads, &raw_pair),
+                    1 => rate(threads, &raw_fenced),
+                    2 => rate(threads, &raw_multi),
                     3 => rate(threads, our_pair),
                     _ => rate(1, ping),
                 };
