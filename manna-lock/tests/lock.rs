@@ -309,3 +309,62 @@ fn redis_killed_while_held_then_back() {
         .expect("works again");
     guard.check().expect("held");
 }
+
+/// Release and extend are Lua scripts run by `EVALSHA`; a server that lost
+/// its script cache (`SCRIPT FLUSH`, a restart, a failover) answers
+/// `NOSCRIPT`, and the script is loaded again on the same call. A server of
+/// the test's own, so the flush touches no other test.
+#[test]
+fn scripts_are_loaded_again_after_the_server_forgets_them() {
+    let server = common::OwnRedis::start();
+    let locks = DistributedLock::from_url(&server.url()).expect("client");
+    let mut raw = redis::Client::open(server.url())
+        .expect("url")
+        .get_connection()
+        .expect("connect");
+    let flush = |raw: &mut redis::Connection| {
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query(raw)
+            .expect("SCRIPT FLUSH");
+        noscript_errors(raw)
+    };
+
+    let first = locks
+        .acquire_lock("flushed", Duration::from_secs(5))
+        .expect("acquire");
+    assert!(locks.release_lock("flushed", &first).expect("release"));
+
+    let guard = locks
+        .lock("flushed", LockOptions::new().auto_extend(false))
+        .expect("lock");
+    let before = flush(&mut raw);
+    guard
+        .extend(Duration::from_secs(5))
+        .expect("extend after the flush");
+    assert_eq!(noscript_errors(&mut raw), before + 1, "extend met NOSCRIPT");
+    let before = flush(&mut raw);
+    assert!(
+        guard.release().expect("release after the flush"),
+        "it still held the lock"
+    );
+    assert_eq!(
+        noscript_errors(&mut raw),
+        before + 1,
+        "release met NOSCRIPT"
+    );
+    let exists: bool = raw.exists("manna:lock:{flushed}").expect("EXISTS");
+    assert!(!exists, "the lock is gone after the release");
+}
+
+/// How many `NOSCRIPT` replies the server has sent (`INFO errorstats`).
+fn noscript_errors(raw: &mut redis::Connection) -> u32 {
+    let errors: String = redis::cmd("INFO")
+        .arg("errorstats")
+        .query(raw)
+        .expect("INFO");
+    errors
+        .lines()
+        .find_map(|l| l.strip_prefix("errorstat_NOSCRIPT:count="))
+        .map_or(0, |n| n.trim().parse().expect("a count"))
+}
