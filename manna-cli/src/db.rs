@@ -179,7 +179,7 @@ impl OnConnection for MigrateJob {
                      counted under run {run_id} in manna_encryption_audit; \
                      running the command again resumes from there)"
                 ),
-                _ => e.to_string(),
+                None => e.to_string(),
             })),
         }
     }

@@ -51,6 +51,13 @@ fn rate(threads: usize, work: impl Fn(usize, &AtomicBool, &AtomicU64) + Sync) ->
     ops.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// `SET key token NX PX 30000`: the raw pairs' acquire.
+fn set_nx(key: &str, token: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(token).arg("NX").arg("PX").arg(30_000);
+    cmd
+}
+
 /// A raw pair on a dedicated connection per thread: `acquire(conn, key,
 /// fence key, token)` (true when it took the lock), then the release script.
 fn raw_job<'a>(
@@ -100,14 +107,7 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     for threads in [1usize, 4] {
         let raw_pair = raw_job(&client, &prefix, "raw", &release, |conn, key, _, token| {
-            let ok: Option<String> = redis::cmd("SET")
-                .arg(key)
-                .arg(token)
-                .arg("NX")
-                .arg("PX")
-                .arg(30_000)
-                .query(conn)
-                .unwrap();
+            let ok: Option<String> = set_nx(key, token).query(conn).unwrap();
             ok.is_some()
         });
         let raw_fenced = raw_job(
@@ -135,12 +135,7 @@ fn main() {
             |conn, key, fence, token| {
                 let (ok, f): (bool, u64) = redis::pipe()
                     .atomic()
-                    .cmd("SET")
-                    .arg(key)
-                    .arg(token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(30_000)
+                    .add_command(set_nx(key, token))
                     .cmd("INCR")
                     .arg(fence)
                     .query(conn)
